@@ -1,0 +1,2 @@
+//! Device drivers (placeholder until the device work lands).
+#![no_std]

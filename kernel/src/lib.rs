@@ -1,0 +1,2 @@
+//! The smcd kernel (placeholder until the platform work lands).
+#![no_std]

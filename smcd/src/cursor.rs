@@ -1,0 +1,1 @@
+//! (cursor: not written yet)

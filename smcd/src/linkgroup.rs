@@ -1,0 +1,1 @@
+//! (linkgroup: not written yet)

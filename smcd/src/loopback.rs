@@ -1,0 +1,1 @@
+//! (loopback: not written yet)

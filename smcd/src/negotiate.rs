@@ -1,0 +1,1 @@
+//! (negotiate: not written yet)

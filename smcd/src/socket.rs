@@ -1,0 +1,1 @@
+//! (socket: not written yet)

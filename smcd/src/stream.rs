@@ -1,0 +1,1 @@
+//! (stream: not written yet)

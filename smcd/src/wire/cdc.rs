@@ -1,0 +1,1 @@
+//! (cdc: not written yet)

@@ -1,0 +1,1 @@
+//! (clc: not written yet)

@@ -1,0 +1,3 @@
+//! Wire formats: CLC handshake messages and the SMC-D CDC header.
+pub mod cdc;
+pub mod clc;
