@@ -1,0 +1,1 @@
+//! (acpi: not written yet)

@@ -1,0 +1,1 @@
+//! (apic: not written yet)

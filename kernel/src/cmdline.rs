@@ -1,0 +1,1 @@
+//! (cmdline: not written yet)

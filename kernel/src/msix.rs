@@ -1,0 +1,1 @@
+//! (msix: not written yet)

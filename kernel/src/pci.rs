@@ -1,0 +1,1 @@
+//! (pci: not written yet)
