@@ -1,0 +1,1 @@
+//! virtio-net and the SMC TCP-option middleware (not written yet).
