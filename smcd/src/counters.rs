@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(g.fallbacks_with(0x0303_0000), 0);
         let mut s = String::new();
         g.write_json(&mut s).unwrap();
-        assert!(s.starts_with(r#"{"type":"smcd_counters","handshakes_client":0,"#), "{s}");
+        assert!(
+            s.starts_with(r#"{"type":"smcd_counters","handshakes_client":0,"#),
+            "{s}"
+        );
         assert!(
             s.contains(r#""fallbacks_total":3,"fallbacks":{"0x03010000":2,"0x030d0000":1},"#),
             "{s}"

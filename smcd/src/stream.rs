@@ -309,9 +309,7 @@ mod std_tcp {
     fn map(err: io::Error) -> StreamError {
         match err.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => StreamError::WouldBlock,
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                StreamError::Reset
-            }
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => StreamError::Reset,
             io::ErrorKind::BrokenPipe => StreamError::BrokenPipe,
             io::ErrorKind::NotConnected => StreamError::Closed,
             io::ErrorKind::TimedOut => StreamError::TimedOut,
