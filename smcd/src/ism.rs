@@ -86,7 +86,7 @@ impl core::fmt::Display for IsmError {
 }
 
 /// A DMB registered on this device: our receive buffer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Dmb<M> {
     /// Token the peer uses to address this DMB.
     pub token: DmbToken,
@@ -94,6 +94,17 @@ pub struct Dmb<M> {
     pub index: u32,
     /// The DMB memory (length = the registered length).
     pub memory: M,
+}
+
+// Manual impl: a DMB prints as its token, index and length whatever the memory type.
+impl<M: SharedMemory> core::fmt::Debug for Dmb<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Dmb")
+            .field("token", &self.token)
+            .field("index", &self.index)
+            .field("len", &self.memory.len())
+            .finish()
+    }
 }
 
 /// Something the device reports to the protocol layer.

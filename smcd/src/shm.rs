@@ -42,7 +42,10 @@ impl core::fmt::Display for ShmError {
                 "shared-memory access {offset}+{len} outside region of {region_len} bytes"
             ),
             ShmError::Misaligned { offset } => {
-                write!(f, "64-bit shared-memory access at misaligned offset {offset}")
+                write!(
+                    f,
+                    "64-bit shared-memory access at misaligned offset {offset}"
+                )
             }
         }
     }
@@ -63,7 +66,7 @@ pub fn check_range(offset: usize, len: usize, region_len: usize) -> Result<(), S
 /// Checks a 64-bit atomic access: in range and 8-byte aligned (relative to the region
 /// start; implementations guarantee the region start itself is 8-byte aligned).
 pub fn check_u64(offset: usize, region_len: usize) -> Result<(), ShmError> {
-    if offset % 8 != 0 {
+    if !offset.is_multiple_of(8) {
         return Err(ShmError::Misaligned { offset });
     }
     check_range(offset, 8, region_len)
@@ -101,6 +104,40 @@ pub trait SharedMemory {
     /// Stores the 8-byte-aligned 64-bit word at `offset` atomically (native byte order).
     fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<(), ShmError>;
 }
+
+macro_rules! forward_shared_memory {
+    ($($ty:ty),*) => {$(
+        impl<M: SharedMemory + ?Sized> SharedMemory for $ty {
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+                (**self).read(offset, buf)
+            }
+            fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
+                (**self).write(offset, data)
+            }
+            fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), ShmError> {
+                (**self).fill(offset, len, value)
+            }
+            fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64, ShmError> {
+                (**self).load_u64(offset, order)
+            }
+            fn store_u64(
+                &self,
+                offset: usize,
+                value: u64,
+                order: Ordering,
+            ) -> Result<(), ShmError> {
+                (**self).store_u64(offset, value, order)
+            }
+        }
+    )*};
+}
+
+// Shared handles to a region are regions too (the loopback device hands out
+// `Arc<HeapMemory>`; tests pass `&HeapMemory`).
+forward_shared_memory!(&M, alloc::sync::Arc<M>);
 
 /// A bounds-checked window `[offset, offset + len)` into a [`SharedMemory`] region.
 ///
@@ -180,6 +217,14 @@ impl HeapMemory {
     }
 }
 
+impl core::fmt::Debug for HeapMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeapMemory")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl SharedMemory for HeapMemory {
     fn len(&self) -> usize {
         self.bytes.lock().len()
@@ -232,13 +277,24 @@ mod tests {
         assert_eq!(m.write(60, &[1, 2, 3, 4]), Ok(()));
         assert_eq!(
             m.write(61, &[1, 2, 3, 4]),
-            Err(ShmError::OutOfBounds { offset: 61, len: 4, region_len: 64 })
+            Err(ShmError::OutOfBounds {
+                offset: 61,
+                len: 4,
+                region_len: 64
+            })
         );
         assert_eq!(
             m.read(usize::MAX, &mut [0u8; 2]),
-            Err(ShmError::OutOfBounds { offset: usize::MAX, len: 2, region_len: 64 })
+            Err(ShmError::OutOfBounds {
+                offset: usize::MAX,
+                len: 2,
+                region_len: 64
+            })
         );
-        assert_eq!(m.load_u64(4, Ordering::Acquire), Err(ShmError::Misaligned { offset: 4 }));
+        assert_eq!(
+            m.load_u64(4, Ordering::Acquire),
+            Err(ShmError::Misaligned { offset: 4 })
+        );
         assert_eq!(m.store_u64(56, 0xdead_beef, Ordering::Release), Ok(()));
         assert_eq!(m.load_u64(56, Ordering::Acquire), Ok(0xdead_beef));
     }
