@@ -364,16 +364,22 @@ impl<D: IsmDevice> LinkGroups<D> {
         ids
     }
 
-    /// Frees every active group that has had no connection for at least `idle_after`
-    /// at time `now`; returns how many were freed.
-    pub fn free_idle(&mut self, now: Duration, idle_after: Duration, devices: &[D]) -> usize {
+    /// Frees every active group that has had no connection for at least
+    /// `idle_after(role)` at time `now` (Linux: [`IDLE_FREE_SERVER`] /
+    /// [`IDLE_FREE_CLIENT`]); returns how many were freed.
+    pub fn free_idle(
+        &mut self,
+        now: Duration,
+        idle_after: impl Fn(Role) -> Duration,
+        devices: &[D],
+    ) -> usize {
         let idle: Vec<LinkGroupId> = self
             .groups
             .iter()
             .filter(|(_, g)| {
                 g.conns == 0
                     && g.idle_since
-                        .is_some_and(|since| now.saturating_sub(since) >= idle_after)
+                        .is_some_and(|since| now.saturating_sub(since) >= idle_after(g.key.role))
             })
             .map(|(id, _)| *id)
             .collect();

@@ -78,6 +78,10 @@ impl embedded_io::Error for StreamError {
 /// - `peer_smc_capable` tells whether the SMC TCP option was exchanged (client: seen in
 ///   the SYN-ACK; server: seen in the SYN and echoed). It does not change over the
 ///   life of the stream.
+/// - `read_ready` is true when `read` would not return `WouldBlock` (data, end of
+///   stream, or an error is pending); `write_ready` likewise for `write`. They are
+///   hints for readiness and wake-ups: a `true` may be followed by `WouldBlock` only if
+///   something else consumed the readiness in between.
 pub trait ByteStream {
     /// Reads up to `buf.len()` bytes; `Ok(0)` = end of stream.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError>;
@@ -93,6 +97,12 @@ pub trait ByteStream {
 
     /// Whether the peer indicated SMC capability with the TCP option (§1).
     fn peer_smc_capable(&self) -> bool;
+
+    /// Whether `read` would make progress (bytes, end of stream or an error).
+    fn read_ready(&self) -> bool;
+
+    /// Whether `write` would make progress (room, or an error).
+    fn write_ready(&self) -> bool;
 }
 
 /// One direction of a [`MemPipe`].
@@ -259,6 +269,24 @@ impl ByteStream for MemPipe {
     fn peer_smc_capable(&self) -> bool {
         self.smc_capable
     }
+
+    fn read_ready(&self) -> bool {
+        if self.closed {
+            return true;
+        }
+        let shared = self.shared.lock();
+        let dir = &shared.dirs[1 - self.side];
+        dir.reset || dir.fin || !dir.buf.is_empty()
+    }
+
+    fn write_ready(&self) -> bool {
+        if self.closed || self.write_shut {
+            return true;
+        }
+        let shared = self.shared.lock();
+        let dir = &shared.dirs[self.side];
+        dir.reader_closed || dir.buf.len() < shared.capacity
+    }
 }
 
 impl Drop for MemPipe {
@@ -362,6 +390,21 @@ mod std_tcp {
         fn peer_smc_capable(&self) -> bool {
             self.smc_capable
         }
+
+        fn read_ready(&self) -> bool {
+            if self.closed {
+                return true;
+            }
+            // A non-blocking peek says whether a read would block.
+            let mut byte = [0u8; 1];
+            !matches!(self.stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+
+        fn write_ready(&self) -> bool {
+            // std offers no portable "send buffer has room" query; a write attempt
+            // answers it (WouldBlock is cheap).
+            true
+        }
     }
 }
 
@@ -376,10 +419,13 @@ mod tests {
     fn pipe_moves_bytes_in_order_both_ways() {
         let (mut a, mut b) = MemPipe::pair(8, true);
         assert!(a.peer_smc_capable() && b.peer_smc_capable());
+        assert!(!b.read_ready() && a.write_ready());
         assert_eq!(a.write(b"hello world"), Ok(8));
+        assert!(b.read_ready() && !a.write_ready());
         assert_eq!(a.write(b"x"), Err(StreamError::WouldBlock));
         let mut buf = [0u8; 16];
         assert_eq!(b.read(&mut buf), Ok(8));
+        assert!(!b.read_ready() && a.write_ready());
         assert_eq!(&buf[..8], b"hello wo");
         assert_eq!(b.read(&mut buf), Err(StreamError::WouldBlock));
         assert_eq!(b.write(b"back"), Ok(4));
@@ -409,6 +455,7 @@ mod tests {
         assert_eq!(a.write(b"more"), Err(StreamError::BrokenPipe));
         let mut buf = [0u8; 8];
         assert_eq!(b.read(&mut buf), Ok(4));
+        assert!(b.read_ready(), "end of stream is readable");
         assert_eq!(b.read(&mut buf), Ok(0));
         // The other direction still works after a half-close.
         b.write(b"ok").unwrap();
@@ -445,6 +492,7 @@ mod tests {
         let mut buf = [0u8; 16];
         // Nothing sent yet: a non-blocking read says so instead of waiting.
         assert_eq!(s.read(&mut buf), Err(StreamError::WouldBlock));
+        assert!(!s.read_ready());
         assert_eq!(c.write(b"ping"), Ok(4));
         c.shutdown_write().unwrap();
         let mut got = alloc::vec::Vec::new();
