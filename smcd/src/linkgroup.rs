@@ -618,15 +618,13 @@ mod tests {
         lg.release_dmb(id, &dev, c);
         lg.leave(id, &dev, Duration::from_secs(2));
 
-        // Not idle long enough yet.
-        assert_eq!(
-            lg.free_idle(Duration::from_secs(601), IDLE_FREE_SERVER, &dev),
-            0
-        );
-        assert_eq!(
-            lg.free_idle(Duration::from_secs(602), IDLE_FREE_SERVER, &dev),
-            1
-        );
+        let linux = |role| match role {
+            Role::Server => IDLE_FREE_SERVER,
+            Role::Client => IDLE_FREE_CLIENT,
+        };
+        // A client group, idle since t = 2 s: freed after 610 s, not before.
+        assert_eq!(lg.free_idle(Duration::from_secs(611), linux, &dev), 0);
+        assert_eq!(lg.free_idle(Duration::from_secs(612), linux, &dev), 1);
         assert_eq!(dev[0].live(), 0);
         assert!(lg.is_empty());
         let counts = lg.counts();
