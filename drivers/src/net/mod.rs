@@ -1,1 +1,4 @@
-//! virtio-net and the SMC TCP-option middleware (not written yet).
+//! Networking: the SMC TCP-option middleware (a `smoltcp::phy::Device` wrapper) and the
+//! virtio-net driver.
+
+pub mod smc_option;
