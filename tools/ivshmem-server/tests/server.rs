@@ -1,0 +1,715 @@
+//! End-to-end tests of the `ivshmem-server` binary with fake QEMU clients (and real QEMU).
+//!
+//! The server runs as a child process; clients speak QEMU's side of protocol reference
+//! §7.2 (`ivshmem_server::client`). Every wait is bounded and waits for a specific
+//! condition (a message, a readable eventfd, a directory state, a process exit).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ivshmem_region::{PeerState, VECTOR_CONTROL, VECTOR_DMB};
+use ivshmem_server::client::{Client, Directory, Handshake};
+use ivshmem_server::proto::{drain, ring, wait_readable, RecvError};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_ivshmem-server");
+const PROBE: &str = env!("CARGO_BIN_EXE_ivshmem-probe");
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server child process with its socket in a private temporary directory.
+struct ServerProc {
+    child: Child,
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_lines: Receiver<String>,
+}
+
+/// A spawned server: the child, its stdout lines, its stderr lines, and all stderr so far.
+type Spawned = (
+    Child,
+    Receiver<String>,
+    Receiver<String>,
+    Arc<Mutex<Vec<String>>>,
+);
+
+fn spawn_server(dir: &Path, socket: &Path, extra: &[&str]) -> Spawned {
+    let mut child = Command::new(SERVER)
+        .arg("-S")
+        .arg(socket)
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ivshmem-server");
+    let (out_tx, out_rx) = channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
+    let (err_tx, err_rx) = channel();
+    let all = Arc::new(Mutex::new(Vec::new()));
+    let all2 = all.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all2.lock().unwrap().push(line.clone());
+            let _ = err_tx.send(line);
+        }
+    });
+    (child, out_rx, err_rx, all)
+}
+
+impl ServerProc {
+    fn start(extra: &[&str]) -> ServerProc {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("ivshmem.sock");
+        let (mut child, stdout, stderr_lines, stderr) = spawn_server(dir.path(), &socket, extra);
+        match stdout.recv_timeout(TIMEOUT) {
+            Ok(line) => assert!(
+                line.contains("listening on"),
+                "unexpected first line {line:?}"
+            ),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server not ready: {:?}", stderr.lock().unwrap());
+            }
+        }
+        assert!(socket.exists(), "socket exists once ready");
+        ServerProc {
+            child,
+            socket,
+            dir,
+            stderr,
+            stderr_lines,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(&self.socket).expect("connect")
+    }
+
+    fn join(&self, vectors: usize) -> (Client, Handshake) {
+        let client = self.connect();
+        let handshake = client.handshake(vectors, TIMEOUT).expect("handshake");
+        (client, handshake)
+    }
+
+    fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line {needle:?}; got {:?}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls the directory until `cond` holds (bounded).
+fn wait_directory(shm: BorrowedFd<'_>, what: &str, cond: impl Fn(&Directory) -> bool) -> Directory {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let directory = Directory::read(shm).expect("directory");
+        if cond(&directory) {
+            return directory;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "directory never reached: {what}: {directory:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn state(directory: &Directory, id: u16) -> Option<PeerState> {
+    directory.entries[usize::from(id)].map(|e| e.state)
+}
+
+fn expect_msg(client: &Client, value: i64, with_fd: bool) -> Option<OwnedFd> {
+    let msg = client.recv(TIMEOUT).expect("message");
+    assert_eq!(
+        (msg.value, msg.fd.is_some()),
+        (value, with_fd),
+        "unexpected message"
+    );
+    msg.fd
+}
+
+fn expect_rung(fd: &OwnedFd) {
+    assert!(
+        wait_readable(fd.as_fd(), TIMEOUT).unwrap(),
+        "eventfd not rung"
+    );
+    assert!(drain(fd.as_fd()).unwrap() >= 1);
+}
+
+#[test]
+fn connect_sequence_fds_and_leave_notices() {
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "1M"]);
+    let (a, ha) = server.join(2);
+    assert_eq!(ha.id, 0);
+    assert_eq!(
+        ha.sequence,
+        vec![(0, false), (0, false), (-1, true), (0, true), (0, true)],
+        "first client: version, id, shm, own fds"
+    );
+    assert!(ha.peers.is_empty());
+    // The shm fd is the formatted region of the requested size.
+    let shm_file = std::fs::File::from(ha.shm.try_clone().unwrap());
+    assert_eq!(shm_file.metadata().unwrap().len(), 1 << 20);
+    let d = Directory::read(ha.shm.as_fd()).unwrap();
+    assert_eq!(d.layout.max_peers(), 4);
+    assert_eq!(d.vectors, 2);
+    assert_eq!(d.server_epoch, 1);
+    let entry_a = d.entries[0].unwrap();
+    assert_eq!((entry_a.state, entry_a.epoch), (PeerState::Active, 2));
+    assert!(!entry_a.gid.is_zero());
+    assert_eq!(state(&d, 1), Some(PeerState::Free));
+
+    let (b, hb) = server.join(2);
+    assert_eq!(hb.id, 1);
+    assert_eq!(
+        hb.sequence,
+        vec![
+            (0, false),
+            (1, false),
+            (-1, true),
+            (0, true),
+            (0, true),
+            (1, true),
+            (1, true)
+        ],
+        "second client: version, id, shm, peer 0's fds, own fds"
+    );
+    // A is told about B: one message per vector, each with an fd.
+    let b_vec0_for_a = expect_msg(&a, 1, true).unwrap();
+    let b_vec1_for_a = expect_msg(&a, 1, true).unwrap();
+    // ... and rung on the control vector.
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
+    let d = Directory::read(hb.shm.as_fd()).unwrap();
+    assert_eq!(d.server_epoch, 2);
+    assert_eq!(
+        d.region_id,
+        Directory::read(ha.shm.as_fd()).unwrap().region_id
+    );
+    let entry_b = d.entries[1].unwrap();
+    assert_eq!((entry_b.state, entry_b.epoch), (PeerState::Active, 2));
+    assert_ne!(entry_b.gid, entry_a.gid);
+
+    // The eventfds are real and shared: B rings A's DMB vector, A sees it; A rings B's.
+    ring(&hb.peers[&0][usize::from(VECTOR_DMB)]).unwrap();
+    expect_rung(&ha.own[usize::from(VECTOR_DMB)]);
+    assert_eq!(
+        drain(&ha.own[usize::from(VECTOR_CONTROL)]).unwrap(),
+        0,
+        "only the DMB vector rang"
+    );
+    ring(&b_vec1_for_a).unwrap();
+    expect_rung(&hb.own[usize::from(VECTOR_DMB)]);
+    ring(&b_vec0_for_a).unwrap();
+    expect_rung(&hb.own[usize::from(VECTOR_CONTROL)]);
+    // Both shm fds are the same memory.
+    let payload = d.layout.area_payload(0).unwrap().start as u64;
+    shm_file.write_all_at(b"hello from A", payload).unwrap();
+    let mut buf = [0u8; 12];
+    std::fs::File::from(hb.shm.try_clone().unwrap())
+        .read_exact_at(&mut buf, payload)
+        .unwrap();
+    assert_eq!(&buf, b"hello from A");
+
+    // B leaves: A gets "1" without fd and a control ring; entry 1 is dead, epochs bumped.
+    drop((b, hb));
+    expect_msg(&a, 1, false);
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
+    let d = wait_directory(ha.shm.as_fd(), "peer 1 dead", |d| {
+        state(d, 1) == Some(PeerState::Dead)
+    });
+    assert_eq!(d.entries[1].unwrap().epoch, 4);
+    assert_eq!(d.server_epoch, 3);
+    assert_eq!(
+        d.entries[1].unwrap().gid,
+        entry_b.gid,
+        "GID kept for diagnosis until reuse"
+    );
+
+    // A new client reuses ID 1 with a new GID; A hears of it.
+    let (_c, hc) = server.join(2);
+    assert_eq!(hc.id, 1);
+    assert_eq!(
+        hc.sequence,
+        vec![
+            (0, false),
+            (1, false),
+            (-1, true),
+            (0, true),
+            (0, true),
+            (1, true),
+            (1, true)
+        ]
+    );
+    expect_msg(&a, 1, true);
+    expect_msg(&a, 1, true);
+    let d = Directory::read(hc.shm.as_fd()).unwrap();
+    let entry_c = d.entries[1].unwrap();
+    assert_eq!((entry_c.state, entry_c.epoch), (PeerState::Active, 6));
+    assert_ne!(entry_c.gid, entry_b.gid);
+    assert_eq!(d.server_epoch, 4);
+}
+
+#[test]
+fn sigkilled_client_is_marked_dead_and_survivors_rung() {
+    let server = ServerProc::start(&["--max-peers", "4", "-l", "1M"]);
+    let (a, ha) = server.join(2);
+    let mut probe = Command::new(PROBE)
+        .args(["--hold", "-S"])
+        .arg(&server.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(probe.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("joined id=1 peers=[0]"), "{first}");
+    expect_msg(&a, 1, true);
+    expect_msg(&a, 1, true);
+    expect_rung(&ha.own[0]);
+    wait_directory(ha.shm.as_fd(), "probe active", |d| {
+        state(d, 1) == Some(PeerState::Active)
+    });
+
+    probe.kill().unwrap(); // SIGKILL
+    probe.wait().unwrap();
+    expect_msg(&a, 1, false);
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
+    let d = wait_directory(ha.shm.as_fd(), "probe dead", |d| {
+        state(d, 1) == Some(PeerState::Dead)
+    });
+    assert_eq!(d.entries[1].unwrap().epoch, 4);
+    assert_eq!(state(&d, 0), Some(PeerState::Active));
+}
+
+/// Deterministic xorshift64 for the churn test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct Member {
+    client: Client,
+    id: u16,
+    /// Notices this client must still receive, in order: (peer, with fd).
+    expected: Vec<(i64, bool)>,
+}
+
+fn check_notices(member: &mut Member) {
+    for (value, with_fd) in member.expected.drain(..) {
+        let msg = member.client.recv(TIMEOUT).expect("notice");
+        assert_eq!(
+            (msg.value, msg.fd.is_some()),
+            (value, with_fd),
+            "peer {} notices",
+            member.id
+        );
+    }
+}
+
+#[test]
+fn churn_32_peers_random_order_no_fd_leak() {
+    let server = ServerProc::start(&["-n", "1", "--max-peers", "32", "-l", "4M"]);
+    let baseline = server.fd_count();
+    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    let mut members: Vec<Member> = Vec::new();
+    // A region fd kept by the test (from the first handshake) to watch the directory.
+    let mut watch: Option<OwnedFd> = None;
+    let mut refusals = 0;
+    let mut joins = 0;
+    let mut peak_fds = 0;
+    for _ in 0..400 {
+        let active: BTreeSet<u16> = members.iter().map(|m| m.id).collect();
+        let join = members.is_empty()
+            || (members.len() < 32 && !rng.next().is_multiple_of(3))
+            || (members.len() == 32 && rng.next().is_multiple_of(4));
+        if members.len() == 32 {
+            // Each peer holds a socket and one eventfd in the server.
+            peak_fds = peak_fds.max(server.fd_count());
+        }
+        if join && members.len() == 32 {
+            // Full: the server must refuse (close) the 33rd client.
+            let client = server.connect();
+            assert!(
+                matches!(client.recv(TIMEOUT), Err(RecvError::Eof)),
+                "33rd client not refused"
+            );
+            refusals += 1;
+            continue;
+        }
+        if join {
+            let (client, handshake) = server.join(1);
+            joins += 1;
+            let lowest_free = (0..32u16).find(|id| !active.contains(id)).unwrap();
+            assert_eq!(handshake.id, lowest_free, "lowest free ID reused");
+            assert_eq!(
+                handshake.peers.keys().copied().collect::<BTreeSet<_>>(),
+                active
+            );
+            for member in &mut members {
+                member.expected.push((i64::from(handshake.id), true));
+            }
+            if watch.is_none() {
+                watch = Some(handshake.shm);
+            }
+            members.push(Member {
+                client,
+                id: handshake.id,
+                expected: Vec::new(),
+            });
+        } else {
+            let index = (rng.next() % members.len() as u64) as usize;
+            let mut member = members.swap_remove(index);
+            check_notices(&mut member);
+            let id = member.id;
+            drop(member);
+            for other in &mut members {
+                other.expected.push((i64::from(id), false));
+            }
+            // Wait until the server has processed the leave before the next step.
+            wait_directory(watch.as_ref().unwrap().as_fd(), "leave processed", |d| {
+                state(d, id) == Some(PeerState::Dead)
+            });
+        }
+    }
+    assert!(
+        joins > 100 && refusals > 0,
+        "joins {joins}, refusals {refusals}"
+    );
+    assert!(
+        peak_fds >= baseline + 64,
+        "fd count sees peers: {baseline} -> {peak_fds}"
+    );
+    println!("churn: {joins} joins, {refusals} refusals, server fds {baseline} -> peak {peak_fds}");
+    for member in &mut members {
+        check_notices(member);
+    }
+    members.clear();
+    let watch = watch.unwrap();
+    wait_directory(watch.as_fd(), "all left", |d| {
+        d.entries
+            .iter()
+            .all(|e| e.is_some_and(|e| e.state != PeerState::Active))
+    });
+    // The last leave is processed before the directory says so; fds close right after.
+    let deadline = Instant::now() + TIMEOUT;
+    while server.fd_count() != baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.fd_count(), baseline, "server leaked fds");
+}
+
+#[test]
+fn too_many_peers_refused_then_id_reused() {
+    let server = ServerProc::start(&["--max-peers", "2", "-l", "1M"]);
+    let (a, ha) = server.join(2);
+    let (_b, hb) = server.join(2);
+    assert_eq!((ha.id, hb.id), (0, 1));
+    let c = server.connect();
+    assert!(matches!(c.recv(TIMEOUT), Err(RecvError::Eof)));
+    server.wait_log("refusing client: all 2 peer IDs are in use");
+    drop((a, ha));
+    wait_directory(hb.shm.as_fd(), "peer 0 dead", |d| {
+        state(d, 0) == Some(PeerState::Dead)
+    });
+    let (_d, hd) = server.join(2);
+    assert_eq!(hd.id, 0);
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_removes_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("server.pid");
+    let mut server = ServerProc::start(&[
+        "-p",
+        pid_file.to_str().unwrap(),
+        "-l",
+        "1M",
+        "--max-peers",
+        "2",
+    ]);
+    let pid_text = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(pid_text.trim(), server.pid().to_string());
+    let (a, _ha) = server.join(2);
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_exit(&mut server.child, TIMEOUT).expect("server did not exit on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(!server.socket.exists(), "socket removed");
+    assert!(!pid_file.exists(), "pid file removed");
+    assert!(
+        matches!(a.recv(TIMEOUT), Err(RecvError::Eof)),
+        "client sees the close"
+    );
+    assert!(server.dir.path().exists());
+}
+
+fn run_failing(socket: &Path, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _out, _err, stderr) = spawn_server(dir.path(), socket, extra);
+    let status = wait_exit(&mut child, TIMEOUT).expect("server should exit");
+    assert!(!status.success(), "server should fail");
+    // Let the reader thread collect the final lines: it ends at EOF of stderr.
+    let deadline = Instant::now() + TIMEOUT;
+    while stderr.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = stderr.lock().unwrap().join("\n");
+    text
+}
+
+#[test]
+fn bad_socket_paths_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("s.sock");
+    let err = run_failing(&missing, &["-l", "1M"]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = run_failing(&file, &["-l", "1M"]);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert!(file.exists(), "a non-socket is never removed");
+
+    let live = ServerProc::start(&["-l", "1M"]);
+    let err = run_failing(&live.socket, &["-l", "1M"]);
+    assert!(err.contains("in use by a running server"), "{err}");
+    assert!(live.socket.exists(), "the live server's socket stays");
+    let (_c, h) = live.join(2);
+    assert_eq!(h.id, 0, "live server still serves");
+
+    // A stale socket (no listener behind it) is replaced.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let dir2 = tempfile::tempdir().unwrap();
+    let (mut child, out, _err, _all) = spawn_server(dir2.path(), &stale, &["-l", "1M"]);
+    assert!(out.recv_timeout(TIMEOUT).unwrap().contains("listening on"));
+    let client = Client::connect(&stale).unwrap();
+    assert_eq!(client.handshake(2, TIMEOUT).unwrap().id, 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_sizes_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let err = run_failing(&socket, &["-l", "3M"]);
+    assert!(err.contains("not a power of two"), "{err}");
+    let err = run_failing(&socket, &["-l", "64K", "--max-peers", "16"]);
+    assert!(
+        err.contains("too small") && err.contains("need at least 1048576"),
+        "{err}"
+    );
+    let err = run_failing(&socket, &["-l", "lots"]);
+    assert!(err.contains("invalid size"), "{err}");
+    let err = run_failing(&socket, &["--max-peers", "0"]);
+    assert!(err.contains("max peers 0"), "{err}");
+    assert!(!socket.exists(), "no socket left behind by a failed start");
+}
+
+#[test]
+fn help_lists_every_option() {
+    let out = Command::new(SERVER).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--socket",
+        "--size",
+        "--vectors",
+        "--foreground",
+        "--shm",
+        "--shm-dir",
+        "--pid-file",
+        "--max-peers",
+        "--slots",
+        "--verbose",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}: {text}");
+    }
+}
+
+#[test]
+fn shm_dir_backing_works() {
+    let shm_dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&["-m", shm_dir.path().to_str().unwrap(), "-l", "1M"]);
+    let (_a, ha) = server.join(2);
+    let d = Directory::read(ha.shm.as_fd()).unwrap();
+    assert_eq!(d.layout.region_size(), 1 << 20);
+    assert_eq!(
+        std::fs::read_dir(shm_dir.path()).unwrap().count(),
+        0,
+        "file unlinked at once"
+    );
+}
+
+/// Minimal QMP client: connect (bounded retries while QEMU starts), negotiate, run one command.
+fn qmp_command(path: &Path, command: &str) -> String {
+    use std::io::Write;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "QMP socket never accepted: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let greeting = lines.next().unwrap().unwrap();
+    assert!(greeting.contains("QMP"), "{greeting}");
+    writeln!(writer, r#"{{"execute":"qmp_capabilities"}}"#).unwrap();
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.contains("\"return\"") {
+            break;
+        }
+    }
+    writeln!(writer, r#"{{"execute":"{command}"}}"#).unwrap();
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.contains("\"return\"") {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn real_qemu_joins_and_is_marked_dead_when_killed() {
+    let qemu = "qemu-system-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        println!("SKIPPED: {qemu} not found");
+        return;
+    }
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "4M"]);
+    let (a, ha) = server.join(2);
+    let chardev = format!("socket,path={},id=ivs", server.socket.display());
+    let qmp = server.dir.path().join("qmp.sock");
+    let qmp_arg = format!("unix:{},server=on,wait=off", qmp.display());
+    let mut qemu_child = Command::new(qemu)
+        .args([
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+            "-S",
+            "-nodefaults",
+        ])
+        .args([
+            "-monitor", "none", "-serial", "none", "-m", "64M", "-qmp", &qmp_arg,
+        ])
+        .args([
+            "-chardev",
+            &chardev,
+            "-device",
+            "ivshmem-doorbell,chardev=ivs,vectors=2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // QEMU joins as peer 1: A receives its two eventfds.
+    let joined = a.recv(Duration::from_secs(60));
+    if !matches!(&joined, Ok(m) if m.value == 1 && m.fd.is_some()) {
+        let _ = qemu_child.kill();
+        let out = qemu_child.wait_with_output().unwrap();
+        panic!(
+            "QEMU did not join: {joined:?}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _qemu_vec1 = expect_msg(&a, 1, true);
+    wait_directory(ha.shm.as_fd(), "qemu active", |d| {
+        state(d, 1) == Some(PeerState::Active)
+    });
+    // QEMU accepted the sequence: the ivshmem device (1af4:1110) is realized with our
+    // 4 MiB region as BAR2 (ivshmem realize fails, and QEMU exits, on a protocol error).
+    let pci = qmp_command(&qmp, "query-pci");
+    assert!(
+        pci.contains("\"vendor\": 6900") && pci.contains("\"device\": 4368"),
+        "{pci}"
+    );
+    assert!(
+        pci.contains("\"size\": 4194304"),
+        "BAR2 is the region: {pci}"
+    );
+    assert!(
+        qemu_child.try_wait().unwrap().is_none(),
+        "QEMU still running"
+    );
+    qemu_child.kill().unwrap();
+    qemu_child.wait().unwrap();
+    expect_msg(&a, 1, false);
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
+    wait_directory(ha.shm.as_fd(), "qemu dead", |d| {
+        state(d, 1) == Some(PeerState::Dead)
+    });
+}
