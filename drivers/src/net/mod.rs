@@ -1,4 +1,8 @@
-//! Networking: the SMC TCP-option middleware (a `smoltcp::phy::Device` wrapper) and the
-//! virtio-net driver.
+//! Networking: the SMC TCP-option middleware (a `smoltcp::phy::Device` wrapper), the
+//! smoltcp-independent NIC trait, and the virtio-net driver.
 
+pub mod nic;
 pub mod smc_option;
+pub mod virtio;
+
+pub use nic::{Nic, NicError};

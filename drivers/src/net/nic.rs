@@ -1,0 +1,85 @@
+//! The NIC contract: a small Ethernet frame trait the kernel adapts to smoltcp.
+//!
+//! It does not depend on smoltcp (house style practice 8; the shape follows
+//! `embassy-net-driver`): the kernel's single adapter file implements
+//! `smoltcp::phy::Device` on top of it, so drivers stay independent of the TCP stack.
+
+use core::fmt;
+
+/// Longest Ethernet frame without FCS that the stack may send (1500-byte MTU + 14).
+pub const MAX_ETHERNET_FRAME_LEN: usize = 1514;
+
+/// What a NIC operation can fail with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicError {
+    /// No transmit descriptor is free; retry after the device completes a frame.
+    TransmitQueueFull,
+    /// A frame longer than [`Nic::max_frame_len`] was offered for transmission.
+    FrameTooLong(usize),
+    /// The device reported a completion that does not match a posted buffer, or a
+    /// length that does not fit the buffer; the frame was dropped and its buffer reposted.
+    DeviceMisbehaved,
+    /// The device or its transport refused the request.
+    Device,
+}
+
+impl fmt::Display for NicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NicError::TransmitQueueFull => write!(f, "transmit queue full"),
+            NicError::FrameTooLong(len) => write!(f, "frame of {len} bytes is too long"),
+            NicError::DeviceMisbehaved => {
+                write!(f, "device returned an unexpected buffer or length")
+            }
+            NicError::Device => write!(f, "device error"),
+        }
+    }
+}
+
+/// An Ethernet NIC, polled by the network stack.
+///
+/// Received frames are lent out as owned [`Nic::RxFrame`] values and must be handed back
+/// with [`Nic::recycle`] so the buffer returns to the device.
+pub trait Nic {
+    /// A received frame; `as_ref()` gives the Ethernet frame bytes (no FCS).
+    type RxFrame: AsRef<[u8]>;
+
+    /// The station MAC address.
+    fn mac_address(&self) -> [u8; 6];
+
+    /// Longest frame [`Nic::transmit`] accepts, in bytes (Ethernet header included).
+    fn max_frame_len(&self) -> usize {
+        MAX_ETHERNET_FRAME_LEN
+    }
+
+    /// Take the next received frame, if any. Never blocks.
+    ///
+    /// # Errors
+    /// [`NicError::DeviceMisbehaved`] when the device completed a buffer badly (that
+    /// frame is dropped, the buffer is reposted; the next call may return a frame).
+    fn receive(&mut self) -> Result<Option<Self::RxFrame>, NicError>;
+
+    /// Give a received frame's buffer back to the device.
+    ///
+    /// # Errors
+    /// [`NicError::Device`] if the device refused the buffer.
+    fn recycle(&mut self, frame: Self::RxFrame) -> Result<(), NicError>;
+
+    /// Is there room to transmit a frame now?
+    fn can_transmit(&self) -> bool;
+
+    /// Build a frame of `len` bytes with `fill` and send it.
+    ///
+    /// # Errors
+    /// [`NicError::FrameTooLong`], [`NicError::TransmitQueueFull`] or [`NicError::Device`];
+    /// `fill` has not run when an error is returned.
+    fn transmit<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R)
+        -> Result<R, NicError>;
+
+    /// Acknowledge the device's interrupt (call from the interrupt path or before
+    /// polling); returns whether the device signalled anything.
+    fn ack_interrupt(&mut self) -> bool;
+
+    /// Ask the device to interrupt (or not) when frames arrive.
+    fn set_receive_interrupts(&mut self, enabled: bool);
+}

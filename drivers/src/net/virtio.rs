@@ -1,0 +1,513 @@
+//! virtio-net over PCI through the `virtio-drivers` crate, as a [`Nic`].
+//!
+//! - DMA memory comes from the platform through [`DmaPlatform`] (the kernel implements it;
+//!   all memory is identity-mapped, so sharing a buffer with the device is free).
+//! - PCI config space comes through `pci_types::ConfigRegionAccess` (the kernel's ECAM).
+//! - The device is driven with `VirtIONetRaw`: receive buffers are heap boxes posted to
+//!   the receive queue and lent to the stack as [`RxFrame`]s; transmit copies into one
+//!   reused buffer and waits for the device (QEMU completes transmit requests promptly).
+//! - Receive interrupts use MSI-X: [`VirtioNet::set_receive_msix_entry`] points the
+//!   receive queue at an MSI-X table entry the kernel programs (virtio 1.x §4.1.4.3
+//!   `queue_msix_vector`; `virtio-drivers` leaves every queue at `NO_VECTOR`).
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use pci_types::{ConfigRegionAccess, PciAddress};
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::pci::bus::{BarInfo, ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::Transport;
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use volatile::access::{NoAccess, ReadOnly};
+use volatile::{VolatileFieldAccess, VolatilePtr};
+
+use super::nic::{Nic, NicError, MAX_ETHERNET_FRAME_LEN};
+
+/// Descriptors per virtqueue (one receive buffer per descriptor).
+pub const QUEUE_SIZE: usize = 64;
+/// Receive buffer length: virtio-net header (12 bytes) + a full Ethernet frame, rounded.
+pub const RECEIVE_BUFFER_LEN: usize = 2048;
+/// The virtio "no MSI-X vector" value (virtio 1.x §4.1.4.3).
+pub const NO_VECTOR: u16 = 0xFFFF;
+/// Index of the first receive queue (virtio 1.x §5.1.2).
+const RECEIVE_QUEUE: u16 = 0;
+/// Index of the first transmit queue.
+const TRANSMIT_QUEUE: u16 = 1;
+
+/// What the platform provides for DMA: physically contiguous, zeroed pages and MMIO
+/// mappings, with virtual address == physical address.
+///
+/// Associated functions (no `self`) because `virtio_drivers::Hal` is used statically.
+///
+/// # Safety
+/// Implementations promise: [`DmaPlatform::alloc_zeroed_pages`] returns page-aligned,
+/// zeroed, exclusively owned memory that stays valid until freed; every address handed
+/// out (and every heap address the driver shares with the device) is identity-mapped, so
+/// the device may use it as a physical address; [`DmaPlatform::map_mmio`] maps the range
+/// uncached and returns its (identity) virtual address.
+pub unsafe trait DmaPlatform {
+    /// Allocate `pages` contiguous zeroed 4 KiB pages; returns the physical address.
+    fn alloc_zeroed_pages(pages: usize) -> Option<u64>;
+
+    /// Free pages from [`DmaPlatform::alloc_zeroed_pages`].
+    ///
+    /// # Safety
+    /// `phys`/`pages` must be exactly one earlier allocation, no longer in use.
+    unsafe fn free_pages(phys: u64, pages: usize);
+
+    /// Map `[phys, phys + len)` as device memory; returns the virtual address.
+    fn map_mmio(phys: u64, len: u64) -> Option<u64>;
+}
+
+/// `virtio_drivers::Hal` over a [`DmaPlatform`].
+pub struct VirtioHal<P>(PhantomData<P>);
+
+// SAFETY: the pointers returned come from `P`, whose contract (identity-mapped, zeroed,
+// page-aligned, exclusively owned DMA pages; valid MMIO mappings) is what `Hal` requires.
+unsafe impl<P: DmaPlatform> Hal for VirtioHal<P> {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let phys = P::alloc_zeroed_pages(pages).expect("virtio: out of DMA memory");
+        let virt = NonNull::new(phys as *mut u8).expect("virtio: DMA page at address 0");
+        debug_assert_eq!(phys as usize % PAGE_SIZE, 0);
+        (phys, virt)
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: forwarded; the caller passes one earlier `dma_alloc` allocation.
+        unsafe { P::free_pages(paddr, pages) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        let virt = P::map_mmio(paddr, size as u64).expect("virtio: cannot map BAR");
+        NonNull::new(virt as *mut u8).expect("virtio: BAR mapped at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        // Identity mapping: the buffer's address is its physical address.
+        buffer.as_ptr().cast::<u8>() as usize as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// `virtio_drivers`' config-space access over a `pci_types` access on one segment.
+#[derive(Clone)]
+pub struct PciConfigAccess<C> {
+    access: C,
+    segment: u16,
+}
+
+impl<C: ConfigRegionAccess + Clone> PciConfigAccess<C> {
+    fn address(&self, function: DeviceFunction) -> PciAddress {
+        PciAddress::new(
+            self.segment,
+            function.bus,
+            function.device,
+            function.function,
+        )
+    }
+}
+
+impl<C: ConfigRegionAccess + Clone> ConfigurationAccess for PciConfigAccess<C> {
+    fn read_word(&self, function: DeviceFunction, register_offset: u8) -> u32 {
+        // SAFETY: a dword-aligned offset inside the 256-byte header of a scanned function.
+        unsafe {
+            self.access
+                .read(self.address(function), u16::from(register_offset & !3))
+        }
+    }
+
+    fn write_word(&mut self, function: DeviceFunction, register_offset: u8, data: u32) {
+        // SAFETY: as above; virtio-drivers writes only BAR/command registers.
+        unsafe {
+            self.access.write(
+                self.address(function),
+                u16::from(register_offset & !3),
+                data,
+            )
+        }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The head of the virtio PCI common configuration structure (virtio 1.x §4.1.4.3),
+/// up to `queue_notify_off`; only the MSI-X vector fields are written by this driver.
+#[repr(C)]
+#[derive(VolatileFieldAccess)]
+struct CommonConfigHead {
+    #[access(NoAccess)]
+    device_feature_select: u32,
+    #[access(NoAccess)]
+    device_feature: u32,
+    #[access(NoAccess)]
+    driver_feature_select: u32,
+    #[access(NoAccess)]
+    driver_feature: u32,
+    /// Offset 16: MSI-X entry for configuration changes.
+    config_msix_vector: u16,
+    /// Offset 18: number of virtqueues.
+    #[access(ReadOnly)]
+    num_queues: u16,
+    #[access(NoAccess)]
+    device_status: u8,
+    #[access(NoAccess)]
+    config_generation: u8,
+    /// Offset 22: which queue the `queue_*` fields address.
+    queue_select: u16,
+    #[access(NoAccess)]
+    queue_size: u16,
+    /// Offset 26: MSI-X entry for the selected queue.
+    queue_msix_vector: u16,
+    #[access(NoAccess)]
+    queue_enable: u16,
+    #[access(NoAccess)]
+    queue_notify_off: u16,
+}
+
+const _: () = assert!(core::mem::offset_of!(CommonConfigHead, config_msix_vector) == 16);
+const _: () = assert!(core::mem::offset_of!(CommonConfigHead, queue_select) == 22);
+const _: () = assert!(core::mem::offset_of!(CommonConfigHead, queue_msix_vector) == 26);
+const _: () = assert!(core::mem::size_of::<CommonConfigHead>() == 32);
+
+/// PCI capability ID of vendor-specific capabilities (virtio structures).
+const PCI_CAP_ID_VENDOR: u8 = 0x09;
+/// `cfg_type` of the common configuration structure (virtio 1.x §4.1.4).
+const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+
+/// Where a virtio structure lives: BAR index, offset and length inside the BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioStructure {
+    /// BAR index (0–5).
+    pub bar: u8,
+    /// Offset inside the BAR.
+    pub offset: u32,
+    /// Length in bytes.
+    pub length: u32,
+}
+
+/// Walk a function's capability list (read through `read_dword`, dword-aligned offsets)
+/// for the virtio common configuration capability (virtio 1.x §4.1.4). Bounded: a
+/// looping or out-of-range list ends the walk.
+pub fn find_common_config(read_dword: impl Fn(u8) -> u32) -> Option<VirtioStructure> {
+    const STATUS_CAPABILITIES_LIST: u32 = 1 << 20;
+    if read_dword(0x04) & STATUS_CAPABILITIES_LIST == 0 {
+        return None;
+    }
+    let mut pointer = (read_dword(0x34) & 0xFC) as u8;
+    // At most 48 capabilities fit in the 192 bytes after the header.
+    for _ in 0..48 {
+        if pointer < 0x40 {
+            return None;
+        }
+        let head = read_dword(pointer);
+        let id = head as u8;
+        let next = (head >> 8) as u8 & 0xFC;
+        let cfg_type = (head >> 24) as u8;
+        if id == PCI_CAP_ID_VENDOR && cfg_type == VIRTIO_PCI_CAP_COMMON_CFG && pointer <= 0xF0 {
+            let bar = read_dword(pointer + 4) as u8;
+            let offset = read_dword(pointer + 8);
+            let length = read_dword(pointer + 12);
+            if bar > 5 {
+                return None;
+            }
+            return Some(VirtioStructure {
+                bar,
+                offset,
+                length,
+            });
+        }
+        pointer = next;
+    }
+    None
+}
+
+/// Why the virtio-net device could not be brought up or configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtioNetError {
+    /// The PCI function is not a virtio network device, or its capabilities are unusable.
+    NotVirtioNet,
+    /// The virtio transport or device initialisation failed.
+    Init(virtio_drivers::Error),
+    /// The common configuration structure is missing or not mappable.
+    NoCommonConfig,
+    /// The device did not accept the MSI-X entry (read back `NO_VECTOR`).
+    MsixRejected,
+}
+
+/// A received frame lent to the stack; return it with [`Nic::recycle`].
+pub struct RxFrame {
+    buffer: Box<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for RxFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[self.start..self.start + self.len]
+    }
+}
+
+/// The virtio-net NIC.
+pub struct VirtioNet<P: DmaPlatform, T: Transport = PciTransport> {
+    device: VirtIONetRaw<VirtioHal<P>, T, QUEUE_SIZE>,
+    /// Buffers posted to the receive queue, by descriptor token.
+    posted: Vec<Option<Box<[u8]>>>,
+    transmit_buffer: Vec<u8>,
+    common_config: Option<NonNull<CommonConfigHead>>,
+}
+
+// SAFETY: the only non-Send part is the pointer to the device's common configuration
+// registers, which this value owns exclusively (like `PciTransport`, which is Send).
+unsafe impl<P: DmaPlatform, T: Transport + Send> Send for VirtioNet<P, T> {}
+
+impl<P: DmaPlatform> VirtioNet<P, PciTransport> {
+    /// Bring up the virtio-net PCI function at `address` (BARs already assigned by
+    /// firmware): enable memory decoding and bus mastering, negotiate features, set up
+    /// both queues and post every receive buffer.
+    ///
+    /// # Errors
+    /// [`VirtioNetError`] if the function is not a usable virtio-net device.
+    pub fn probe_pci<C: ConfigRegionAccess + Clone>(
+        access: C,
+        address: PciAddress,
+    ) -> Result<Self, VirtioNetError> {
+        let config = PciConfigAccess {
+            access,
+            segment: address.segment(),
+        };
+        let function = DeviceFunction {
+            bus: address.bus(),
+            device: address.device(),
+            function: address.function(),
+        };
+        // Memory space + bus master (PCI command register bits 1 and 2).
+        let command = config.read_word(function, 0x04);
+        let mut writer = config.clone();
+        writer.write_word(function, 0x04, (command & 0xFFFF) | 0b110);
+
+        let mut root = PciRoot::new(config.clone());
+        let transport = PciTransport::new::<VirtioHal<P>, _>(&mut root, function)
+            .map_err(|_| VirtioNetError::NotVirtioNet)?;
+        let common = find_common_config(|offset| config.read_word(function, offset))
+            .ok_or(VirtioNetError::NoCommonConfig)?;
+        let bar = match root.bar_info(function, common.bar) {
+            Ok(Some(BarInfo::Memory { address, size, .. })) => (address, size),
+            _ => return Err(VirtioNetError::NoCommonConfig),
+        };
+        let head_len = core::mem::size_of::<CommonConfigHead>() as u64;
+        if u64::from(common.length) < head_len
+            || u64::from(common.offset) + head_len > bar.1
+            || bar.0 == 0
+        {
+            return Err(VirtioNetError::NoCommonConfig);
+        }
+        let phys = bar.0 + u64::from(common.offset);
+        let virt = P::map_mmio(phys, head_len).ok_or(VirtioNetError::NoCommonConfig)?;
+        let common_config = NonNull::new(virt as *mut CommonConfigHead);
+        let mut net = Self::new(transport)?;
+        net.common_config = common_config;
+        Ok(net)
+    }
+
+    /// Route receive-queue interrupts to MSI-X table entry `entry` (or none with
+    /// [`NO_VECTOR`]); the transmit queue and configuration changes stay silent.
+    /// The kernel programs and unmasks that MSI-X entry and enables MSI-X.
+    ///
+    /// # Errors
+    /// [`VirtioNetError::MsixRejected`] if the device reads back `NO_VECTOR` for a real
+    /// entry (virtio 1.x §4.1.5.1.2: out of vectors).
+    pub fn set_receive_msix_entry(&mut self, entry: u16) -> Result<(), VirtioNetError> {
+        let head = self.common_config.ok_or(VirtioNetError::NoCommonConfig)?;
+        // SAFETY: `head` points at the device's mapped common configuration structure
+        // (checked to lie inside its BAR in `probe_pci`); virtio-drivers touches
+        // `queue_select` only during initialisation, which is over.
+        let registers = unsafe { VolatilePtr::new(head) };
+        registers.config_msix_vector().write(NO_VECTOR);
+        registers.queue_select().write(TRANSMIT_QUEUE);
+        registers.queue_msix_vector().write(NO_VECTOR);
+        registers.queue_select().write(RECEIVE_QUEUE);
+        registers.queue_msix_vector().write(entry);
+        if entry != NO_VECTOR && registers.queue_msix_vector().read() != entry {
+            return Err(VirtioNetError::MsixRejected);
+        }
+        Ok(())
+    }
+}
+
+impl<P: DmaPlatform, T: Transport> VirtioNet<P, T> {
+    /// Initialise the device over any transport and post all receive buffers.
+    ///
+    /// # Errors
+    /// [`VirtioNetError::Init`] when the transport or a queue cannot be set up.
+    pub fn new(transport: T) -> Result<Self, VirtioNetError> {
+        let mut device = VirtIONetRaw::new(transport).map_err(VirtioNetError::Init)?;
+        let mut posted: Vec<Option<Box<[u8]>>> = (0..QUEUE_SIZE).map(|_| None).collect();
+        for _ in 0..QUEUE_SIZE {
+            let mut buffer = vec![0u8; RECEIVE_BUFFER_LEN].into_boxed_slice();
+            // SAFETY: the box is stored in `posted` and not touched until the device
+            // returns it through `receive`; moving the box does not move its heap data.
+            let token =
+                unsafe { device.receive_begin(&mut buffer) }.map_err(VirtioNetError::Init)?;
+            let slot = posted
+                .get_mut(usize::from(token))
+                .ok_or(VirtioNetError::Init(virtio_drivers::Error::WrongToken))?;
+            *slot = Some(buffer);
+        }
+        Ok(Self {
+            device,
+            posted,
+            transmit_buffer: Vec::with_capacity(MAX_ETHERNET_FRAME_LEN),
+            common_config: None,
+        })
+    }
+
+    fn post(&mut self, mut buffer: Box<[u8]>) -> Result<(), NicError> {
+        // SAFETY: as in `new`: the box is owned by `posted` until the device returns it.
+        let token =
+            unsafe { self.device.receive_begin(&mut buffer) }.map_err(|_| NicError::Device)?;
+        match self.posted.get_mut(usize::from(token)) {
+            Some(slot @ None) => {
+                *slot = Some(buffer);
+                Ok(())
+            }
+            // The queue handed out a token we already hold: the buffer would be lost.
+            _ => Err(NicError::DeviceMisbehaved),
+        }
+    }
+}
+
+impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
+    type RxFrame = RxFrame;
+
+    fn mac_address(&self) -> [u8; 6] {
+        self.device.mac_address()
+    }
+
+    fn receive(&mut self) -> Result<Option<RxFrame>, NicError> {
+        let Some(token) = self.device.poll_receive() else {
+            return Ok(None);
+        };
+        let mut buffer = self
+            .posted
+            .get_mut(usize::from(token))
+            .and_then(Option::take)
+            .ok_or(NicError::DeviceMisbehaved)?;
+        // SAFETY: `buffer` is the box posted under `token`.
+        let completed = unsafe { self.device.receive_complete(token, &mut buffer) };
+        match completed {
+            Ok((start, len))
+                if start
+                    .checked_add(len)
+                    .is_some_and(|end| end <= buffer.len()) =>
+            {
+                Ok(Some(RxFrame { buffer, start, len }))
+            }
+            _ => {
+                self.post(buffer)?;
+                Err(NicError::DeviceMisbehaved)
+            }
+        }
+    }
+
+    fn recycle(&mut self, frame: RxFrame) -> Result<(), NicError> {
+        self.post(frame.buffer)
+    }
+
+    fn can_transmit(&self) -> bool {
+        self.device.can_send()
+    }
+
+    fn transmit<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, NicError> {
+        if len > self.max_frame_len() {
+            return Err(NicError::FrameTooLong(len));
+        }
+        if !self.device.can_send() {
+            return Err(NicError::TransmitQueueFull);
+        }
+        self.transmit_buffer.clear();
+        self.transmit_buffer.resize(len, 0);
+        let result = fill(&mut self.transmit_buffer);
+        self.device
+            .send(&self.transmit_buffer)
+            .map_err(|_| NicError::Device)?;
+        Ok(result)
+    }
+
+    fn ack_interrupt(&mut self) -> bool {
+        !self.device.ack_interrupt().is_empty()
+    }
+
+    fn set_receive_interrupts(&mut self, enabled: bool) {
+        if enabled {
+            self.device.enable_interrupts();
+        } else {
+            self.device.disable_interrupts();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config space with a capability list: MSI-X at 0x40, virtio notify at 0x50,
+    /// virtio common config at 0x70 (BAR 4, offset 0, length 0x38).
+    fn config_space() -> [u32; 64] {
+        let mut space = [0u32; 64];
+        space[1] = 1 << 20; // offset 0x04, status: capabilities list
+        space[0x34 / 4] = 0x40;
+        space[0x40 / 4] = 0x0011 | (0x50 << 8); // MSI-X, next 0x50
+        space[0x50 / 4] = 0x09 | (0x70 << 8) | (0x14 << 16) | (2 << 24); // notify cfg
+        space[0x70 / 4] = 0x09 | (0x10 << 16) | (1 << 24); // common cfg, last
+        space[0x74 / 4] = 4;
+        space[0x78 / 4] = 0;
+        space[0x7C / 4] = 0x38;
+        space
+    }
+
+    #[test]
+    fn finds_common_config() {
+        let space = config_space();
+        let found = find_common_config(|offset| space[usize::from(offset) / 4]);
+        assert_eq!(
+            found,
+            Some(VirtioStructure {
+                bar: 4,
+                offset: 0,
+                length: 0x38
+            })
+        );
+    }
+
+    #[test]
+    fn capability_walk_is_bounded() {
+        // No capability list at all.
+        let mut space = config_space();
+        space[1] = 0;
+        assert_eq!(find_common_config(|o| space[usize::from(o) / 4]), None);
+        // A loop (0x40 -> 0x40) without the common config ends.
+        let mut space = config_space();
+        space[0x40 / 4] = 0x0011 | (0x40 << 8);
+        assert_eq!(find_common_config(|o| space[usize::from(o) / 4]), None);
+        // A pointer into the header ends the walk.
+        let mut space = config_space();
+        space[0x34 / 4] = 0x10;
+        assert_eq!(find_common_config(|o| space[usize::from(o) / 4]), None);
+        // A BAR index above 5 is refused.
+        let mut space = config_space();
+        space[0x74 / 4] = 9;
+        assert_eq!(find_common_config(|o| space[usize::from(o) / 4]), None);
+    }
+}
