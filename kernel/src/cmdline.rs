@@ -1,1 +1,253 @@
-//! (cmdline: not written yet)
+//! Kernel command line → typed [`Config`] (`key=value` pairs separated by spaces).
+//!
+//! Pure parsing: no globals, no allocation, only `core` and `log::LevelFilter`, so the parser
+//! can be exercised anywhere. Unknown keys, tokens without `=`, duplicates and malformed
+//! values are errors that name the key and the offending text.
+//!
+//! | key     | value                                   | default |
+//! |---------|-----------------------------------------|---------|
+//! | `ip`    | IPv4 address with prefix, `10.0.0.1/24` | none    |
+//! | `peer`  | IPv4 address                            | none    |
+//! | `app`   | `echo` `pingpong` `stream` `sink` `selftest` | none |
+//! | `size`  | bytes, optional `K`/`M`/`G` suffix (×1024ⁿ) | none |
+//! | `count` | unsigned integer                        | none    |
+//! | `smc`   | `on` / `off`                            | `on`    |
+//! | `conns` | integer ≥ 1                             | `1`     |
+//! | `log`   | `off` `error` `warn` `info` `debug` `trace` | `info` |
+//! | `port`  | 1..=65535                               | none    |
+
+use core::fmt;
+use core::net::Ipv4Addr;
+
+use log::LevelFilter;
+
+/// An IPv4 address with its prefix length (`10.0.0.1/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+/// Which application the kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    /// Echo server.
+    Echo,
+    /// Ping-pong latency client.
+    Pingpong,
+    /// Streaming sender.
+    Stream,
+    /// Streaming receiver.
+    Sink,
+    /// Built-in self test.
+    Selftest,
+}
+
+/// The parsed command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Our address and prefix (`ip=`).
+    pub ip: Option<Ipv4Cidr>,
+    /// The peer's address (`peer=`).
+    pub peer: Option<Ipv4Addr>,
+    /// Application (`app=`).
+    pub app: Option<App>,
+    /// Transfer size in bytes (`size=`).
+    pub size: Option<u64>,
+    /// Iteration / message count (`count=`).
+    pub count: Option<u64>,
+    /// Whether to offer SMC-D (`smc=`).
+    pub smc: bool,
+    /// Number of parallel connections (`conns=`).
+    pub conns: u32,
+    /// Log level (`log=`).
+    pub log: LevelFilter,
+    /// TCP port (`port=`).
+    pub port: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ip: None,
+            peer: None,
+            app: None,
+            size: None,
+            count: None,
+            smc: true,
+            conns: 1,
+            log: LevelFilter::Info,
+            port: None,
+        }
+    }
+}
+
+/// A command-line error, borrowing the offending text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// A key we do not know.
+    UnknownKey(&'a str),
+    /// A token that is not `key=value`.
+    NotKeyValue(&'a str),
+    /// A key given twice.
+    Duplicate(&'static str),
+    /// A value that does not parse.
+    Malformed {
+        /// The key.
+        key: &'static str,
+        /// The value as given.
+        value: &'a str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::UnknownKey(k) => write!(f, "unknown key '{k}'"),
+            CmdlineError::NotKeyValue(t) => write!(f, "expected key=value, got '{t}'"),
+            CmdlineError::Duplicate(k) => write!(f, "duplicate key '{k}'"),
+            CmdlineError::Malformed { key, value, reason } => {
+                write!(f, "malformed value for '{key}': '{value}': {reason}")
+            }
+        }
+    }
+}
+
+/// Keys, in the order of the `seen` bit set used to reject duplicates.
+const KEYS: [&str; 9] = [
+    "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port",
+];
+
+/// Parses a whole command line. Empty input gives [`Config::default`].
+pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
+    let mut config = Config::default();
+    let mut seen: u16 = 0;
+    for token in line.split_ascii_whitespace() {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or(CmdlineError::NotKeyValue(token))?;
+        let index = KEYS
+            .iter()
+            .position(|k| *k == key)
+            .ok_or(CmdlineError::UnknownKey(key))?;
+        let key: &'static str = KEYS[index];
+        if seen & (1 << index) != 0 {
+            return Err(CmdlineError::Duplicate(key));
+        }
+        seen |= 1 << index;
+        let bad = |reason| CmdlineError::Malformed { key, value, reason };
+        match key {
+            "ip" => config.ip = Some(parse_cidr(value).map_err(bad)?),
+            "peer" => config.peer = Some(parse_ipv4(value).map_err(bad)?),
+            "app" => config.app = Some(parse_app(value).map_err(bad)?),
+            "size" => config.size = Some(parse_size(value).map_err(bad)?),
+            "count" => config.count = Some(parse_u64(value).map_err(bad)?),
+            "smc" => config.smc = parse_on_off(value).map_err(bad)?,
+            "conns" => {
+                let n = parse_u64(value).map_err(bad)?;
+                config.conns = u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or(bad("must be between 1 and 4294967295"))?;
+            }
+            "log" => config.log = parse_level(value).map_err(bad)?,
+            "port" => {
+                let n = parse_u64(value).map_err(bad)?;
+                config.port = Some(
+                    u16::try_from(n)
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or(bad("must be between 1 and 65535"))?,
+                );
+            }
+            _ => unreachable!("every entry of KEYS is handled"),
+        }
+    }
+    Ok(config)
+}
+
+fn parse_ipv4(s: &str) -> Result<Ipv4Addr, &'static str> {
+    s.parse()
+        .map_err(|_| "expected a dotted-quad IPv4 address like 10.0.0.2")
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Cidr, &'static str> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or("expected address/prefix like 10.0.0.1/24")?;
+    let address = parse_ipv4(addr)?;
+    let prefix_len = prefix
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 32 && prefix.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or("prefix length must be 0..=32")?;
+    Ok(Ipv4Cidr {
+        address,
+        prefix_len,
+    })
+}
+
+fn parse_app(s: &str) -> Result<App, &'static str> {
+    Ok(match s {
+        "echo" => App::Echo,
+        "pingpong" => App::Pingpong,
+        "stream" => App::Stream,
+        "sink" => App::Sink,
+        "selftest" => App::Selftest,
+        _ => return Err("expected echo, pingpong, stream, sink or selftest"),
+    })
+}
+
+fn parse_u64(s: &str) -> Result<u64, &'static str> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a decimal number");
+    }
+    s.parse().map_err(|_| "number too large")
+}
+
+fn parse_size(s: &str) -> Result<u64, &'static str> {
+    let (digits, shift) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n = parse_u64(digits).map_err(|e| {
+        if e == "expected a decimal number" {
+            "expected a byte count like 4096, 64K, 16M or 1G"
+        } else {
+            e
+        }
+    })?;
+    n.checked_mul(1u64 << shift).ok_or("size too large")
+}
+
+fn parse_on_off(s: &str) -> Result<bool, &'static str> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off"),
+    }
+}
+
+fn parse_level(s: &str) -> Result<LevelFilter, &'static str> {
+    Ok(match s {
+        "off" => LevelFilter::Off,
+        "error" => LevelFilter::Error,
+        "warn" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" => LevelFilter::Trace,
+        _ => return Err("expected off, error, warn, info, debug or trace"),
+    })
+}
