@@ -206,11 +206,12 @@ cmd_run() {
     [[ $# -ge 1 ]] || die "usage: qemu-run.sh run <image> [--append \"cmdline\"] [-- qemu args]"
     local image="$1"
     shift
+    # `--append "cmdline"` may stand before or after `--`; everything else goes to QEMU.
     local cmdline="" extra=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --append) [[ $# -ge 2 ]] || die "--append needs a value"; cmdline="$2"; shift 2 ;;
-            --) shift; extra+=("$@"); break ;;
+            --) shift ;;
             *) extra+=("$1"); shift ;;
         esac
     done
@@ -291,36 +292,61 @@ cmd_runner() {
 cmd_test() {
     check_prereqs || exit 2
     cd "$REPO_ROOT"
-    log "host tests: cargo test"
+    log "host tests: cargo test (default members), cargo test -p boot --lib"
     cargo test
+    cargo test -p boot --lib
     log "in-QEMU kernel tests: cargo test -p kernel --target $TARGET"
     cargo test -p kernel --target "$TARGET"
+}
+
+# selftest_one <test> <pattern>...: runs a `deliberate_*` test, which must fail, and checks
+# that the output shows every pattern (fixed strings).
+selftest_one() {
+    local test="$1" out status=0 ok=1 pattern
+    shift
+    out="$(mktemp "${TMPDIR:-/tmp}/smcd-selftest.XXXXXX")"
+    cargo test -p kernel --target "$TARGET" --features deliberate-failure \
+        --test "$test" >"$out" 2>&1 || status=$?
+    [[ $status -ne 0 ]] || { log "selftest $test: cargo test passed, but it must fail"; ok=0; }
+    for pattern in "$@" "qemu-run: FAIL $test"; do
+        grep -qF -- "$pattern" "$out" || { log "selftest $test: output lacks '$pattern'"; ok=0; }
+    done
+    if [[ $ok -eq 1 ]]; then
+        log "selftest $test: failed as required, with:"
+        grep -E 'FAILED|panicked at|deliberate in-guest|CPU exception|page fault at|cr2' "$out" \
+            | grep -v '^    ' | sed 's/^/    /' >&2 || true
+    else
+        sed 's/^/    /' "$out" >&2
+    fi
+    rm -f "$out"
+    [[ $ok -eq 1 ]]
 }
 
 cmd_selftest_failure() {
     check_prereqs --quiet || exit 2
     cd "$REPO_ROOT"
-    local out status=0
-    out="$(mktemp "${TMPDIR:-/tmp}/smcd-selftest.XXXXXX")"
-    log "building and running the deliberately failing test (must FAIL)"
-    cargo test -p kernel --target "$TARGET" --features deliberate-failure \
-        --test deliberate_failure >"$out" 2>&1 || status=$?
-    local ok=1
-    [[ $status -ne 0 ]] || { log "selftest: cargo test passed, but the test must fail"; ok=0; }
-    grep -q 'test fails_on_purpose ... FAILED' "$out" || { log "selftest: no FAILED line"; ok=0; }
-    grep -q 'deliberate in-guest failure: answer was 41' "$out" || { log "selftest: failure message not shown"; ok=0; }
-    grep -q 'test passes_first ... ok' "$out" || { log "selftest: test before the failure did not pass"; ok=0; }
-    grep -q 'kernel tests: 1 passed, 1 failed' "$out" || { log "selftest: no failure summary line"; ok=0; }
-    grep -q 'qemu-run: FAIL deliberate_failure' "$out" || { log "selftest: runner did not report FAIL"; ok=0; }
-    if [[ $ok -eq 1 ]]; then
-        grep -E 'FAILED|deliberate in-guest|panicked at|FAIL deliberate' "$out" | sed 's/^/    /' >&2
-        rm -f "$out"
-        log "selftest-failure: ok (the runner failed with the message shown)"
-        return 0
+    log "running the deliberately failing kernel tests (each must FAIL with its report)"
+    local ok=0
+    selftest_one deliberate_failure \
+        'test passes_first ... ok' \
+        'test fails_on_purpose ... FAILED' \
+        'panicked at kernel/tests/deliberate_failure.rs:' \
+        'deliberate in-guest failure: answer was 41' \
+        'kernel tests: 1 passed, 1 failed' || ok=1
+    selftest_one deliberate_page_fault \
+        'test write_to_unmapped_address ... FAILED' \
+        'CPU exception: page fault (vector 14), error code 0x2, rip 0x' \
+        'page fault at 0x500000000abc (cr2), write on a not-present page' \
+        'kernel tests: 0 passed, 1 failed' || ok=1
+    selftest_one deliberate_double_fault \
+        'test overflow_the_boot_stack ... FAILED' \
+        'CPU exception: double fault (vector 8), error code 0x0, rip 0x' \
+        'cr2 0x' \
+        'kernel tests: 0 passed, 1 failed' || ok=1
+    if [[ $ok -eq 0 ]]; then
+        log "selftest-failure: ok (every deliberate failure failed the runner with its report)"
     fi
-    sed 's/^/    /' "$out" >&2
-    rm -f "$out"
-    return 1
+    return "$ok"
 }
 
 cmd_boot_time() {

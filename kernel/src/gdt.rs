@@ -43,12 +43,15 @@ pub fn code_selector() -> SegmentSelector {
 pub fn init() {
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
-        for i in 0..3 {
-            // SAFETY: only the address is taken (no reference is created); the CPU is the
-            // only writer of these stacks.
-            let base = unsafe { &raw mut IST_STACKS[i] } as u64;
-            tss.interrupt_stack_table[i] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+        // Only the address is taken (no reference is created); the CPU is the only writer
+        // of these stacks.
+        let stacks = (&raw mut IST_STACKS) as u64;
+        // The TSS is packed: update a copy of the table.
+        let mut ist = tss.interrupt_stack_table;
+        for (i, slot) in ist.iter_mut().take(3).enumerate() {
+            *slot = VirtAddr::new(stacks + ((i + 1) * IST_STACK_SIZE) as u64);
         }
+        tss.interrupt_stack_table = ist;
         tss
     });
     let (gdt, sel) = GDT.call_once(|| {

@@ -383,6 +383,13 @@ fn exception(vector: u8, frame: &mut InterruptFrame) {
                 report_and_fail(vector, frame, Some(cr2));
             }
         }
+        // A double fault from a failed exception delivery (e.g. a stack overflow into the
+        // guard page) leaves the address that could not be written in CR2.
+        8 => report_and_fail(
+            vector,
+            frame,
+            Some(x86_64::registers::control::Cr2::read_raw()),
+        ),
         _ => report_and_fail(vector, frame, None),
     }
 }
@@ -400,12 +407,14 @@ fn report_and_fail(vector: u8, frame: &InterruptFrame, cr2: Option<u64>) -> ! {
                 fr.rip,
                 fr.rsp
             )?;
-            if let Some(cr2) = cr2 {
-                write!(
+            match cr2 {
+                Some(cr2) if vector == 14 => write!(
                     f,
                     "\n  page fault at {cr2:#x} (cr2), {}",
                     PageFaultCode(fr.error_code)
-                )?;
+                )?,
+                Some(cr2) => write!(f, "\n  cr2 {cr2:#x} (last page fault address)")?,
+                None => {}
             }
             write!(
                 f,

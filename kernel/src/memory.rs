@@ -304,7 +304,7 @@ fn map_range(root: u64, start: u64, end: u64, caching: Caching) -> Result<(), Ma
     let mut addr = align_down(start, PAGE_SIZE);
     let end = align_up(end, PAGE_SIZE);
     while addr < end {
-        if addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE {
+        if addr.is_multiple_of(HUGE_PAGE_SIZE) && end - addr >= HUGE_PAGE_SIZE {
             let pde = pd_entry(root, addr)?;
             if !pde.is_unused() && !pde.flags().contains(Flags::HUGE_PAGE) {
                 // A 4 KiB table is replaced by one large page: give its frame back.

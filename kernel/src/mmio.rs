@@ -44,7 +44,7 @@ pub unsafe fn copy_from(dst: &mut [u8], src: u64) {
     let mut i = 0;
     while i < dst.len() {
         let a = src + i as u64;
-        if a % 8 == 0 && dst.len() - i >= 8 {
+        if a.is_multiple_of(8) && dst.len() - i >= 8 {
             // SAFETY: in range and aligned (checked above), caller guarantees mapping.
             let w = unsafe { read64(a) };
             dst[i..i + 8].copy_from_slice(&w.to_le_bytes());
@@ -65,7 +65,7 @@ pub unsafe fn copy_to(dst: u64, src: &[u8]) {
     let mut i = 0;
     while i < src.len() {
         let a = dst + i as u64;
-        if a % 8 == 0 && src.len() - i >= 8 {
+        if a.is_multiple_of(8) && src.len() - i >= 8 {
             let mut w = [0u8; 8];
             w.copy_from_slice(&src[i..i + 8]);
             // SAFETY: in range and aligned (checked above), caller guarantees mapping.

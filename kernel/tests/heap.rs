@@ -55,7 +55,7 @@ fn churn_many_sizes_keeps_contents() {
     let mut live: Vec<(Vec<u8>, u8)> = Vec::new();
     for round in 0..4000u32 {
         let r = rng.next();
-        if live.len() > 200 || (r % 3 == 0 && !live.is_empty()) {
+        if live.len() > 200 || (r.is_multiple_of(3) && !live.is_empty()) {
             let idx = (r as usize / 3) % live.len();
             let (buf, fill) = live.swap_remove(idx);
             assert!(
