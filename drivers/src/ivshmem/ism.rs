@@ -33,7 +33,7 @@ use ivshmem_region::{
     descriptor, AttachError, Descriptor, DescriptorRepr, Header, HeaderError, Layout, PeerState,
     DESCRIPTOR_SIZE, HEADER_SIZE, VECTORS, VECTOR_DMB,
 };
-use rand_core::RngCore;
+use rand_core::TryRngCore;
 use smcd::ism::{Dmb, DmbToken, Gid, IsmDevice, IsmError, IsmEvent, CHID_VIRTUAL_FIRST};
 use smcd::shm::{SharedMemory, ShmError};
 
@@ -246,11 +246,12 @@ impl<M, D, R> IvshmemIsm<M, D, R>
 where
     M: AtomicMemory + Clone,
     D: Doorbell,
-    R: RngCore,
+    R: TryRngCore,
 {
     /// Brings the device up on `region` as peer `own_id` (IVPosition): validates the
     /// header, checks that our directory entry is active and takes our GID from it.
-    /// `rng` draws DMB tokens (RDRAND on hardware; a seeded PRNG in tests).
+    /// `rng` draws DMB tokens (RDRAND on hardware, see [`super::rng::RdRandRng`]; a
+    /// seeded PRNG in tests — any `RngCore` is an infallible `TryRngCore`).
     pub fn new(region: M, doorbell: D, rng: R, own_id: u16) -> Result<Self, IvshmemError> {
         let mut page = vec![0u8; HEADER_SIZE];
         region.read(0, &mut page).map_err(IvshmemError::Region)?;
@@ -583,7 +584,7 @@ impl<M, D, R> IsmDevice for IvshmemIsm<M, D, R>
 where
     M: AtomicMemory + Clone,
     D: Doorbell,
-    R: RngCore,
+    R: TryRngCore,
 {
     type Memory = Window<M>;
 
@@ -635,9 +636,14 @@ where
         };
         // `slot < slots_per_peer <= MAX_SLOTS`, so it fits u32.
         let slot32 = slot as u32;
-        let mut token = encode_token(self.own_id, slot32, st.rng.next_u64());
+        let mut token = last_token;
         while token == last_token {
-            token = encode_token(self.own_id, slot32, st.rng.next_u64());
+            let Ok(random) = st.rng.try_next_u64() else {
+                st.area.free(block);
+                log::error!("ivshmem: token RNG failed; DMB not registered");
+                return Err(IsmError::DeviceError);
+            };
+            token = encode_token(self.own_id, slot32, random);
         }
         let memory = Window::new(self.region.clone(), block.start, len).map_err(shm_err);
         let published = memory.and_then(|memory| {

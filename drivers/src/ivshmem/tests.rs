@@ -736,3 +736,59 @@ fn fetch_or_and_swap_compose_on_the_fake() {
     assert_eq!(r.swap_u64(8, 0, Ordering::AcqRel), Ok(5));
     assert!(r.swap_u64(12, 0, Ordering::AcqRel).is_err());
 }
+
+/// An RNG that fails while `failing` is set (like RDRAND with an exhausted source).
+struct FlakyRng {
+    failing: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+    inner: ChaCha8Rng,
+}
+
+impl rand_chacha::rand_core::TryRngCore for FlakyRng {
+    type Error = super::rng::RdRandError;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.try_next_u64().map(|v| v as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        if self.failing.load(Ordering::Relaxed) {
+            Err(super::rng::RdRandError)
+        } else {
+            Ok(rand_chacha::rand_core::RngCore::next_u64(&mut self.inner))
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.try_next_u32()? as u8;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn rng_failure_refuses_registration_without_leaking() {
+    let server = FakeServer::new(params(4), REGION_ID).unwrap();
+    server.join(0, rgid(gid(0)));
+    let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(true));
+    let rng = FlakyRng {
+        failing: failing.clone(),
+        inner: ChaCha8Rng::seed_from_u64(3),
+    };
+    let dev = IvshmemIsm::new(server.region(), RingLog::new().doorbell(0), rng, 0).unwrap();
+    assert_eq!(
+        dev.register_dmb(65536, gid(0)).err(),
+        Some(IsmError::DeviceError)
+    );
+    failing.store(false, Ordering::Relaxed);
+    let payload = dev.layout().area_payload(0).unwrap().len();
+    let mut n = 0;
+    while dev.register_dmb(65536, gid(0)).is_ok() {
+        n += 1;
+    }
+    assert_eq!(
+        n,
+        payload / 65536,
+        "the refused registration leaked no space"
+    );
+}
