@@ -222,3 +222,115 @@ impl Drop for Region {
         let _ = unsafe { munmap(self.map.cast(), self.layout.region_size()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ivshmem_region::{LayoutParams, PeerEntry};
+
+    fn read(region: &Region, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut buf = vec![0u8; range.len()];
+        region
+            .file
+            .read_exact_at(&mut buf, range.start as u64)
+            .unwrap();
+        buf
+    }
+
+    #[test]
+    fn join_clears_stale_state_and_follows_seqlock_epochs() {
+        let layout = Layout::compute(LayoutParams {
+            region_size: 1 << 20,
+            max_peers: 4,
+            slots_per_peer: 128,
+        })
+        .unwrap();
+        let mut region = Region::create(Backing::Memfd, layout, [7; 16], 2).unwrap();
+        assert_eq!(region.file.metadata().unwrap().len(), 1 << 20);
+        let header = read(&region, 0..ivshmem_region::HEADER_SIZE);
+        let parsed = ivshmem_region::Header::new_checked(&header[..]).unwrap();
+        assert_eq!(Layout::from_header(&parsed, 1 << 20), Ok(layout));
+        assert_eq!(parsed.region_id(), [7; 16]);
+
+        // Junk left by an earlier holder of ID 2 (or a hostile peer).
+        let bitmap = layout.bitmap_range(2).unwrap();
+        let table = layout.descriptor_table(2).unwrap();
+        region
+            .file
+            .write_all_at(&vec![0xff; bitmap.len()], bitmap.start as u64)
+            .unwrap();
+        region
+            .file
+            .write_all_at(&vec![0xee; table.len()], table.start as u64)
+            .unwrap();
+        let payload = layout.area_payload(2).unwrap();
+        region
+            .file
+            .write_all_at(b"payload", payload.start as u64)
+            .unwrap();
+
+        let gid = Gid {
+            gid: 0x1111,
+            gid_ext: 0x2222,
+        };
+        region.mark_joined(2, gid);
+        assert!(read(&region, bitmap.clone()).iter().all(|&b| b == 0));
+        assert!(read(&region, table.clone()).iter().all(|&b| b == 0));
+        assert_eq!(
+            read(&region, payload.start..payload.start + 7),
+            b"payload",
+            "DMB bytes untouched"
+        );
+        let entry_bytes = read(&region, layout.peer_entry_range(2).unwrap());
+        let entry = PeerEntry::new_checked(&entry_bytes[..], &layout)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (entry.state, entry.epoch, entry.gid),
+            (PeerState::Active, 2, gid)
+        );
+        assert_eq!(region.server_epoch(), 1);
+
+        region.mark_dead(2);
+        let entry_bytes = read(&region, layout.peer_entry_range(2).unwrap());
+        let entry = PeerEntry::new_checked(&entry_bytes[..], &layout)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (entry.state, entry.epoch, entry.gid),
+            (PeerState::Dead, 4, gid)
+        );
+        let header = read(&region, 0..ivshmem_region::HEADER_SIZE);
+        assert_eq!(
+            ivshmem_region::Header::new_checked(&header[..])
+                .unwrap()
+                .server_epoch(),
+            2
+        );
+
+        // A guest scribbling over the epoch does not derail the server's counter.
+        let epoch_offset = layout.peer_epoch_offset(2).unwrap();
+        region
+            .file
+            .write_all_at(&999u64.to_le_bytes(), epoch_offset as u64)
+            .unwrap();
+        region.mark_joined(2, Gid { gid: 3, gid_ext: 4 });
+        let entry_bytes = read(&region, layout.peer_entry_range(2).unwrap());
+        let entry = PeerEntry::new_checked(&entry_bytes[..], &layout)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!((entry.state, entry.epoch), (PeerState::Active, 6));
+        // Other entries stay free.
+        for peer in [0, 1, 3] {
+            let bytes = read(&region, layout.peer_entry_range(peer).unwrap());
+            let other = PeerEntry::new_checked(&bytes[..], &layout)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!((other.state, other.epoch), (PeerState::Free, 0));
+        }
+    }
+}

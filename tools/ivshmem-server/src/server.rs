@@ -76,6 +76,8 @@ struct Peer {
     vectors: Vec<Rc<OwnedFd>>,
     queue: VecDeque<Outgoing>,
     gid: Gid,
+    /// True while the socket is full and messages wait for POLLOUT (logged once).
+    blocked: bool,
 }
 
 impl Peer {
@@ -116,10 +118,24 @@ impl Peer {
                         self.queue.pop_front();
                     }
                 }
-                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EAGAIN) => {
+                    if !self.blocked && verbose {
+                        log(format_args!(
+                            "peer {}: socket full, {} message(s) queued",
+                            self.id,
+                            self.queue.len()
+                        ));
+                    }
+                    self.blocked = true;
+                    return Ok(());
+                }
                 Err(err) => return Err(format!("send failed: {err}")),
             }
         }
+        if self.blocked && verbose {
+            log(format_args!("peer {}: queue drained", self.id));
+        }
+        self.blocked = false;
         Ok(())
     }
 }
@@ -134,6 +150,9 @@ pub struct Server {
     socket_identity: (u64, u64),
     signals: SignalFd,
     peers: BTreeMap<u16, Peer>,
+    /// A spare fd (on /dev/null), released to accept-and-close a client when the fd
+    /// table is full, so a pending connection cannot make the poll loop spin.
+    reserve: Option<fs::File>,
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], SetupError> {
@@ -222,6 +241,32 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, (u64, u64)), SetupError> {
     Ok((listener, (meta.dev(), meta.ino())))
 }
 
+fn is_out_of_fds(err: &io::Error) -> bool {
+    let code = err.raw_os_error();
+    code == Some(Errno::EMFILE as i32) || code == Some(Errno::ENFILE as i32)
+}
+
+/// Raises the soft fd limit to the hard limit: each peer costs `vectors + 1` fds here,
+/// and fds in flight over the sockets count against it too (Linux `unix_inflight`).
+fn raise_fd_limit(args: &Args) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(soft, _)| soft);
+    let per_peer = u64::from(args.vectors) + 1;
+    let needed = u64::from(args.max_peers) * per_peer * 2 + 32;
+    if needed > limit {
+        log(format_args!(
+            "warning: fd limit {limit} may be too low for {} peers with {} vectors (about {needed} needed)",
+            args.max_peers, args.vectors
+        ));
+    }
+}
+
 impl Server {
     /// Validates arguments, creates and formats the region, and starts listening.
     /// On return the socket file exists and accepts clients.
@@ -239,6 +284,7 @@ impl Server {
                 ivshmem_region::VECTORS
             ));
         }
+        raise_fd_limit(&args);
         check_socket_path(&args.socket)?;
 
         // Signals: SIGINT/SIGTERM/SIGHUP arrive through a signalfd in the poll loop.
@@ -280,6 +326,7 @@ impl Server {
             socket_identity,
             signals,
             peers: BTreeMap::new(),
+            reserve: fs::File::open("/dev/null").ok(),
         };
         if let Some(pid_file) = &server.args.pid_file {
             if let Err(e) = fs::write(pid_file, format!("{}\n", std::process::id())) {
@@ -377,8 +424,18 @@ impl Server {
                 Ok((socket, _)) => self.add_client(socket),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_fds(&e) => {
+                    // Out of fds: free the spare, accept and close the client so the
+                    // listener stops being readable, then take the spare back.
+                    log(format_args!(
+                        "refusing client: out of file descriptors ({e})"
+                    ));
+                    self.reserve = None;
+                    drop(self.listener.accept());
+                    self.reserve = fs::File::open("/dev/null").ok();
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE/ENFILE etc.: log and keep serving existing peers.
                     log(format_args!("accept failed: {e}"));
                     return;
                 }
@@ -444,6 +501,7 @@ impl Server {
             vectors,
             queue: VecDeque::new(),
             gid,
+            blocked: false,
         };
         peer.push(PROTOCOL_VERSION, None);
         peer.push(i64::from(id), None);

@@ -477,30 +477,72 @@ fn too_many_peers_refused_then_id_reused() {
 }
 
 #[test]
-fn sigterm_exits_cleanly_and_removes_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("server.pid");
-    let mut server = ServerProc::start(&[
-        "-p",
-        pid_file.to_str().unwrap(),
-        "-l",
-        "1M",
-        "--max-peers",
-        "2",
-    ]);
-    let pid_text = std::fs::read_to_string(&pid_file).unwrap();
-    assert_eq!(pid_text.trim(), server.pid().to_string());
-    let (a, _ha) = server.join(2);
-    kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).unwrap();
-    let status = wait_exit(&mut server.child, TIMEOUT).expect("server did not exit on SIGTERM");
-    assert_eq!(status.code(), Some(0));
-    assert!(!server.socket.exists(), "socket removed");
-    assert!(!pid_file.exists(), "pid file removed");
-    assert!(
-        matches!(a.recv(TIMEOUT), Err(RecvError::Eof)),
-        "client sees the close"
-    );
-    assert!(server.dir.path().exists());
+fn sigterm_and_sigint_exit_cleanly_and_remove_socket() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("server.pid");
+        let mut server = ServerProc::start(&[
+            "-p",
+            pid_file.to_str().unwrap(),
+            "-l",
+            "1M",
+            "--max-peers",
+            "2",
+        ]);
+        let pid_text = std::fs::read_to_string(&pid_file).unwrap();
+        assert_eq!(pid_text.trim(), server.pid().to_string());
+        let (a, _ha) = server.join(2);
+        kill(Pid::from_raw(server.pid() as i32), signal).unwrap();
+        let status = wait_exit(&mut server.child, TIMEOUT).expect("server did not exit");
+        assert_eq!(status.code(), Some(0), "{signal}");
+        assert!(!server.socket.exists(), "socket removed after {signal}");
+        assert!(!pid_file.exists(), "pid file removed after {signal}");
+        assert!(
+            matches!(a.recv(TIMEOUT), Err(RecvError::Eof)),
+            "client sees the close"
+        );
+    }
+}
+
+#[test]
+fn slow_reader_gets_every_message_in_order() {
+    // Let the test process hold the many fds of 64-vector handshakes.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let server = ServerProc::start(&["-v", "-n", "64", "--max-peers", "20", "-l", "4M"]);
+    let slow = server.connect();
+    let hs = slow.handshake(64, TIMEOUT).unwrap();
+    assert_eq!(hs.id, 0);
+    drop(hs);
+    // 16 peers join while peer 0 reads nothing: 1024 join notices with fds pile up
+    // and overflow its socket buffer, so the server must queue and wait for POLLOUT.
+    let mut others = Vec::new();
+    for expected_id in 1..=16u16 {
+        let (client, handshake) = server.join(64);
+        assert_eq!(handshake.id, expected_id);
+        others.push(client);
+    }
+    server.wait_log("peer 0: socket full");
+    for id in 1..=16i64 {
+        for _ in 0..64 {
+            expect_msg(&slow, id, true);
+        }
+    }
+    server.wait_log("peer 0: queue drained");
+}
+
+#[test]
+fn posix_shm_backing_works() {
+    let name = format!("smcd-ivshmem-test-{}", std::process::id());
+    let server = ServerProc::start(&["-M", &name, "-l", "1M"]);
+    let (_a, ha) = server.join(2);
+    let d = Directory::read(ha.shm.as_fd()).unwrap();
+    assert_eq!(d.layout.region_size(), 1 << 20);
+    let object = Path::new("/dev/shm").join(&name);
+    let on_disk = std::fs::metadata(&object).map(|m| m.len());
+    nix::sys::mman::shm_unlink(name.as_str()).unwrap();
+    assert_eq!(on_disk.unwrap(), 1 << 20, "shm object /dev/shm/{name}");
 }
 
 fn run_failing(socket: &Path, extra: &[&str]) -> String {
