@@ -52,7 +52,7 @@ impl Ecam {
             || address.device() >= 32
             || address.function() >= 8
             || offset >= 4096
-            || offset % 4 != 0
+            || !offset.is_multiple_of(4)
         {
             return None;
         }

@@ -36,8 +36,14 @@ fn calibration_is_within_stated_bound() {
         c.lapic_timer_hz
     );
     assert!(c.uncertainty_ppm <= clock::MAX_UNCERTAINTY_PPM, "{c:?}");
-    assert!((100_000_000..20_000_000_000).contains(&c.tsc_hz), "implausible TSC rate {c:?}");
-    assert!(c.lapic_timer_hz > 1_000_000, "implausible APIC timer rate {c:?}");
+    assert!(
+        (100_000_000..20_000_000_000).contains(&c.tsc_hz),
+        "implausible TSC rate {c:?}"
+    );
+    assert!(
+        c.lapic_timer_hz > 1_000_000,
+        "implausible APIC timer rate {c:?}"
+    );
 }
 
 fn now_is_monotonic_and_advances() {
@@ -83,7 +89,10 @@ fn next_rtc_edge() -> (Instant, Instant) {
             return (before, clock::now());
         }
         before = t;
-        assert!(t - start < Duration::from_millis(2500), "RTC seconds stuck at {s0:#x}");
+        assert!(
+            t - start < Duration::from_millis(2500),
+            "RTC seconds stuck at {s0:#x}"
+        );
     }
 }
 
@@ -132,5 +141,8 @@ fn clock_agrees_with_host_wall_clock_via_rtc() {
         RTC_TOLERANCE_PPM,
         edge_uncertainty
     );
-    assert!(error <= allowed, "clock disagrees with the RTC by {error} ns (allowed {allowed} ns)");
+    assert!(
+        error <= allowed,
+        "clock disagrees with the RTC by {error} ns (allowed {allowed} ns)"
+    );
 }

@@ -24,12 +24,19 @@ const BOOT_LINE: &str = "ip=10.0.0.1/24 peer=10.0.0.2 app=pingpong size=64K coun
 
 fn boot_command_line_parses() {
     let line: &str = &kernel::boot_info().cmdline;
-    assert_eq!(line.trim(), BOOT_LINE, "profiles.sh passes this line with -append");
+    assert_eq!(
+        line.trim(),
+        BOOT_LINE,
+        "profiles.sh passes this line with -append"
+    );
     let c = cmdline::parse(line).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         c,
         Config {
-            ip: Some(Ipv4Cidr { address: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 24 }),
+            ip: Some(Ipv4Cidr {
+                address: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 24
+            }),
             peer: Some(Ipv4Addr::new(10, 0, 0, 2)),
             app: Some(App::Pingpong),
             size: Some(64 * 1024),
@@ -50,7 +57,10 @@ fn empty_line_gives_defaults() {
     assert!(d.smc);
     assert_eq!(d.conns, 1);
     assert_eq!(d.log, LevelFilter::Info);
-    assert_eq!((d.ip, d.peer, d.app, d.size, d.count, d.port), (None, None, None, None, None, None));
+    assert_eq!(
+        (d.ip, d.peer, d.app, d.size, d.count, d.port),
+        (None, None, None, None, None, None)
+    );
 }
 
 fn every_key_parses() {
@@ -65,12 +75,26 @@ fn every_key_parses() {
         let line = alloc::format!("app={text}");
         assert_eq!(cmdline::parse(&line).unwrap().app, Some(app));
     }
-    let c = cmdline::parse("  ip=192.168.7.9/0   smc=on log=trace conns=1 port=65535 count=0 ").unwrap();
-    assert_eq!(c.ip, Some(Ipv4Cidr { address: Ipv4Addr::new(192, 168, 7, 9), prefix_len: 0 }));
+    let c = cmdline::parse("  ip=192.168.7.9/0   smc=on log=trace conns=1 port=65535 count=0 ")
+        .unwrap();
+    assert_eq!(
+        c.ip,
+        Some(Ipv4Cidr {
+            address: Ipv4Addr::new(192, 168, 7, 9),
+            prefix_len: 0
+        })
+    );
     assert!(c.smc);
     assert_eq!(c.log, LevelFilter::Trace);
     assert_eq!((c.conns, c.port, c.count), (1, Some(65535), Some(0)));
-    assert_eq!(cmdline::parse("ip=1.2.3.4/32").unwrap().ip.unwrap().to_string(), "1.2.3.4/32");
+    assert_eq!(
+        cmdline::parse("ip=1.2.3.4/32")
+            .unwrap()
+            .ip
+            .unwrap()
+            .to_string(),
+        "1.2.3.4/32"
+    );
 }
 
 fn size_suffixes() {
@@ -96,7 +120,10 @@ fn err(line: &str) -> alloc::string::String {
 }
 
 fn errors_name_the_key_and_value() {
-    assert_eq!(cmdline::parse("foo=1"), Err(CmdlineError::UnknownKey("foo")));
+    assert_eq!(
+        cmdline::parse("foo=1"),
+        Err(CmdlineError::UnknownKey("foo"))
+    );
     assert_eq!(err("ip=10.0.0.1/24 foo=bar"), "unknown key 'foo'");
     assert_eq!(err("=5"), "unknown key ''");
     assert_eq!(err("verbose"), "expected key=value, got 'verbose'");
@@ -113,7 +140,10 @@ fn errors_name_the_key_and_value() {
         err("ip=10.0.0.256/24"),
         "malformed value for 'ip': '10.0.0.256/24': expected a dotted-quad IPv4 address like 10.0.0.2"
     );
-    assert_eq!(err("ip=10.0.0.1/+8"), "malformed value for 'ip': '10.0.0.1/+8': prefix length must be 0..=32");
+    assert_eq!(
+        err("ip=10.0.0.1/+8"),
+        "malformed value for 'ip': '10.0.0.1/+8': prefix length must be 0..=32"
+    );
     assert_eq!(
         err("peer=example"),
         "malformed value for 'peer': 'example': expected a dotted-quad IPv4 address like 10.0.0.2"
@@ -126,19 +156,46 @@ fn errors_name_the_key_and_value() {
         err("size=12T"),
         "malformed value for 'size': '12T': expected a byte count like 4096, 64K, 16M or 1G"
     );
-    assert_eq!(err("size=K"), "malformed value for 'size': 'K': expected a byte count like 4096, 64K, 16M or 1G");
-    assert_eq!(err("size=17179869184G"), "malformed value for 'size': '17179869184G': size too large");
-    assert_eq!(err("count=-1"), "malformed value for 'count': '-1': expected a decimal number");
+    assert_eq!(
+        err("size=K"),
+        "malformed value for 'size': 'K': expected a byte count like 4096, 64K, 16M or 1G"
+    );
+    assert_eq!(
+        err("size=17179869184G"),
+        "malformed value for 'size': '17179869184G': size too large"
+    );
+    assert_eq!(
+        err("count=-1"),
+        "malformed value for 'count': '-1': expected a decimal number"
+    );
     assert_eq!(
         err("count=99999999999999999999"),
         "malformed value for 'count': '99999999999999999999': number too large"
     );
-    assert_eq!(err("smc=yes"), "malformed value for 'smc': 'yes': expected on or off");
-    assert_eq!(err("conns=0"), "malformed value for 'conns': '0': must be between 1 and 4294967295");
-    assert_eq!(err("port=0"), "malformed value for 'port': '0': must be between 1 and 65535");
-    assert_eq!(err("port=65536"), "malformed value for 'port': '65536': must be between 1 and 65535");
-    assert_eq!(err("log=loud"), "malformed value for 'log': 'loud': expected off, error, warn, info, debug or trace");
-    assert_eq!(err("port="), "malformed value for 'port': '': expected a decimal number");
+    assert_eq!(
+        err("smc=yes"),
+        "malformed value for 'smc': 'yes': expected on or off"
+    );
+    assert_eq!(
+        err("conns=0"),
+        "malformed value for 'conns': '0': must be between 1 and 4294967295"
+    );
+    assert_eq!(
+        err("port=0"),
+        "malformed value for 'port': '0': must be between 1 and 65535"
+    );
+    assert_eq!(
+        err("port=65536"),
+        "malformed value for 'port': '65536': must be between 1 and 65535"
+    );
+    assert_eq!(
+        err("log=loud"),
+        "malformed value for 'log': 'loud': expected off, error, warn, info, debug or trace"
+    );
+    assert_eq!(
+        err("port="),
+        "malformed value for 'port': '': expected a decimal number"
+    );
     // A bad token after good ones still fails the whole line.
     assert!(cmdline::parse("ip=10.0.0.1/24 app=echo smc=maybe").is_err());
 }

@@ -56,7 +56,10 @@ fn spawned_tasks_interleave_at_yield_points() {
     let first_second = log.iter().position(|&(_, half)| half == 1).unwrap();
     assert_eq!(first_second, 3, "log: {log:?}");
     for id in 0..3 {
-        assert!(log.contains(&(id, 0)) && log.contains(&(id, 1)), "log: {log:?}");
+        assert!(
+            log.contains(&(id, 0)) && log.contains(&(id, 1)),
+            "log: {log:?}"
+        );
     }
 }
 
@@ -68,11 +71,20 @@ fn sleep_is_woken_by_the_apic_timer() {
     executor::run_until(executor::sleep(Duration::from_millis(50)));
     let elapsed = start.elapsed();
     kernel::serial_println!("executor: 50 ms sleep took {} us", elapsed.as_micros());
-    assert!(elapsed >= Duration::from_millis(50), "woke early: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(500), "woke late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(50),
+        "woke early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "woke late: {elapsed:?}"
+    );
     // The executor halted and an APIC timer interrupt ended the sleep (no busy polling).
     assert!(executor::stats().1 > halts, "the executor never halted");
-    assert!(clock::timer_interrupt_count() > timer_irqs, "no APIC timer interrupt");
+    assert!(
+        clock::timer_interrupt_count() > timer_irqs,
+        "no APIC timer interrupt"
+    );
 }
 
 fn timers_fire_in_deadline_order() {
@@ -104,7 +116,10 @@ fn timers_fire_in_deadline_order() {
     let order: Vec<u64> = woke.iter().map(|(ms, _)| *ms).collect();
     assert_eq!(order, [10, 20, 30]);
     for &(ms, at) in woke.iter() {
-        assert!(at >= start + Duration::from_millis(ms), "{ms} ms timer fired early at {at}");
+        assert!(
+            at >= start + Duration::from_millis(ms),
+            "{ms} ms timer fired early at {at}"
+        );
     }
 }
 
@@ -140,20 +155,32 @@ fn interrupt_pending_at_idle_check_is_not_lost() {
     let start = clock::now();
     // The only other wake source is the 2 s deadline: if the executor lost the interrupt
     // (taking it between its queue check and `hlt`), it would sleep until then.
-    let outcome = executor::run_until(executor::with_deadline(start + Duration::from_secs(2), async {
-        interrupts::disable();
-        apic::send_self_ipi(vector).unwrap();
-        // The IPI is now pending in the local APIC and cannot be taken while IF = 0; the
-        // executor reaches its idle check with it pending.
-        assert_eq!(event.count(), 0);
-        assert!(!interrupts::are_enabled());
-        event.wait(0).await
-    }));
+    let outcome = executor::run_until(executor::with_deadline(
+        start + Duration::from_secs(2),
+        async {
+            interrupts::disable();
+            apic::send_self_ipi(vector).unwrap();
+            // The IPI is now pending in the local APIC and cannot be taken while IF = 0; the
+            // executor reaches its idle check with it pending.
+            assert_eq!(event.count(), 0);
+            assert!(!interrupts::are_enabled());
+            event.wait(0).await
+        },
+    ));
     let elapsed = start.elapsed();
-    kernel::serial_println!("executor: pending interrupt woke the idle executor after {} us", elapsed.as_micros());
+    kernel::serial_println!(
+        "executor: pending interrupt woke the idle executor after {} us",
+        elapsed.as_micros()
+    );
     assert_eq!(outcome, Ok(1), "the pending interrupt was lost");
-    assert!(elapsed < Duration::from_millis(500), "woke only after {elapsed:?}");
-    assert!(executor::stats().1 > halts, "the executor never reached its idle path");
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "woke only after {elapsed:?}"
+    );
+    assert!(
+        executor::stats().1 > halts,
+        "the executor never reached its idle path"
+    );
 }
 
 fn full_wake_queue_loses_no_wakeup() {

@@ -22,9 +22,16 @@ fn pattern2(k: u64) -> u64 {
 
 fn bar2_holds_host_pattern_and_takes_guest_pattern() {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
-    let dev = pci::find(0x1af4, 0x1110).next().expect("no ivshmem-plain device");
+    let dev = pci::find(0x1af4, 0x1110)
+        .next()
+        .expect("no ivshmem-plain device");
     let (phys, size) = match dev.bars[2] {
-        Some(BarInfo::Memory { address, size, width: BarWidth::Bits64, .. }) => (address, size),
+        Some(BarInfo::Memory {
+            address,
+            size,
+            width: BarWidth::Bits64,
+            ..
+        }) => (address, size),
         other => panic!("ivshmem BAR2: {other:?}"),
     };
     assert_eq!(size, SIZE);
@@ -40,5 +47,7 @@ fn bar2_holds_host_pattern_and_takes_guest_pattern() {
         // SAFETY: as above; the region is shared memory that Rust does not own.
         unsafe { mmio::write64(base + 8 * k, pattern2(k)) };
     }
-    kernel::serial_println!("ivshmem: BAR2 at {phys:#x}: verified {size} bytes of pattern 1, wrote pattern 2");
+    kernel::serial_println!(
+        "ivshmem: BAR2 at {phys:#x}: verified {size} bytes of pattern 1, wrote pattern 2"
+    );
 }

@@ -41,9 +41,16 @@ fn check_page(base: u64, offset: u64, pattern: fn(u64) -> u64) {
 
 fn bar2_above_4gib_holds_host_pattern_and_takes_guest_pattern() {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
-    let dev = pci::find(0x1af4, 0x1110).next().expect("no ivshmem-plain device");
+    let dev = pci::find(0x1af4, 0x1110)
+        .next()
+        .expect("no ivshmem-plain device");
     let (phys, size) = match dev.bars[2] {
-        Some(BarInfo::Memory { address, size, width: BarWidth::Bits64, prefetchable: true }) => (address, size),
+        Some(BarInfo::Memory {
+            address,
+            size,
+            width: BarWidth::Bits64,
+            prefetchable: true,
+        }) => (address, size),
         other => panic!("ivshmem BAR2: {other:?}"),
     };
     kernel::serial_println!("ivshmem: 1 GiB BAR2 at {phys:#x}");
@@ -62,5 +69,7 @@ fn bar2_above_4gib_holds_host_pattern_and_takes_guest_pattern() {
             unsafe { mmio::write64(base + 8 * k, pattern2(k)) };
         }
     }
-    kernel::serial_println!("ivshmem: verified pattern 1 at {HOST_PAGES:#x?}, wrote pattern 2 at {GUEST_PAGES:#x?}");
+    kernel::serial_println!(
+        "ivshmem: verified pattern 1 at {HOST_PAGES:#x?}, wrote pattern 2 at {GUEST_PAGES:#x?}"
+    );
 }

@@ -49,7 +49,9 @@ fn with_device<R>(f: impl FnOnce(&mut Device) -> R) -> R {
 
 fn setup() -> Device {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
-    let dev = pci::find(0x1af4, 0x1110).next().expect("no ivshmem-doorbell device");
+    let dev = pci::find(0x1af4, 0x1110)
+        .next()
+        .expect("no ivshmem-doorbell device");
     let (bar0, bar0_size) = dev.memory_bar(0).expect("ivshmem BAR0");
     assert!(bar0_size >= 16);
     let mut table = MsixTable::new(dev).unwrap_or_else(|e| panic!("{e}"));
@@ -66,13 +68,25 @@ fn setup() -> Device {
     let peer = unsafe { mmio::read32(regs + IV_POSITION) };
     kernel::serial_println!("msix: ivshmem peer id {peer}, vectors {v0:#x}/{v1:#x}");
     let peer = u16::try_from(peer).expect("peer id fits 16 bits");
-    Device { dev, regs, table, vectors: [v0, v1], events: [e0, e1], peer }
+    Device {
+        dev,
+        regs,
+        table,
+        vectors: [v0, v1],
+        events: [e0, e1],
+        peer,
+    }
 }
 
 fn ring(d: &Device, entry: u16) {
     // SAFETY: Doorbell is a write-only register of the mapped BAR0; the value names our own
     // peer and a vector the device has.
-    unsafe { mmio::write32(d.regs + DOORBELL, (u32::from(d.peer) << 16) | u32::from(entry)) };
+    unsafe {
+        mmio::write32(
+            d.regs + DOORBELL,
+            (u32::from(d.peer) << 16) | u32::from(entry),
+        )
+    };
 }
 
 fn msix_table_is_programmed() {
@@ -80,11 +94,17 @@ fn msix_table_is_programmed() {
         assert!(d.table.is_enabled().unwrap());
         for entry in 0..2u16 {
             let (addr, data) = d.table.message(entry).unwrap();
-            assert_eq!(addr, 0xFEE0_0000 | (u64::from(kernel::apic::local_apic_id()) << 12));
+            assert_eq!(
+                addr,
+                0xFEE0_0000 | (u64::from(kernel::apic::local_apic_id()) << 12)
+            );
             assert_eq!(data, u32::from(d.vectors[usize::from(entry)]));
             assert!(!d.table.is_masked(entry).unwrap());
         }
-        assert!(d.table.set_vector(2, 0x40).is_err(), "entry 2 does not exist");
+        assert!(
+            d.table.set_vector(2, 0x40).is_err(),
+            "entry 2 does not exist"
+        );
         assert!(d.dev.capability_ids.contains(&0x11));
     });
 }
@@ -124,13 +144,19 @@ fn own_doorbell_wakes_the_awaiting_task() {
                 event.wait(seen).await;
                 DONE.signal();
             });
-            let r = executor::run_until(executor::with_deadline(clock::now() + Duration::from_secs(2), async {
-                // Let the task block on the event before the device fires.
-                executor::yield_now().await;
-                ring(d, entry);
-                DONE.wait(done_before).await
-            }));
-            assert!(r.is_ok(), "round {round}: entry {entry} interrupt never woke the task");
+            let r = executor::run_until(executor::with_deadline(
+                clock::now() + Duration::from_secs(2),
+                async {
+                    // Let the task block on the event before the device fires.
+                    executor::yield_now().await;
+                    ring(d, entry);
+                    DONE.wait(done_before).await
+                },
+            ));
+            assert!(
+                r.is_ok(),
+                "round {round}: entry {entry} interrupt never woke the task"
+            );
             counts[usize::from(entry)] += 1;
             assert_eq!(e0.count(), counts[0], "round {round}");
             assert_eq!(e1.count(), counts[1], "round {round}");
@@ -147,7 +173,10 @@ fn masked_entry_is_held_pending_until_unmasked() {
         // Bounded wait for the device to record the message as pending.
         let deadline = clock::now() + Duration::from_secs(2);
         while !d.table.is_pending(1).unwrap() {
-            assert!(clock::now() < deadline, "masked MSI-X entry never became pending");
+            assert!(
+                clock::now() < deadline,
+                "masked MSI-X entry never became pending"
+            );
             executor::run_until(executor::sleep(Duration::from_millis(1)));
         }
         assert_eq!(e1.count(), seen, "a masked entry delivered its message");
@@ -156,7 +185,11 @@ fn masked_entry_is_held_pending_until_unmasked() {
             clock::now() + Duration::from_secs(2),
             e1.wait(seen),
         ));
-        assert_eq!(r, Ok(seen + 1), "unmasking did not deliver the pending message");
+        assert_eq!(
+            r,
+            Ok(seen + 1),
+            "unmasking did not deliver the pending message"
+        );
         assert!(!d.table.is_pending(1).unwrap());
     });
 }

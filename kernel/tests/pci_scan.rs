@@ -21,9 +21,16 @@ const MSIX_CAPABILITY: u8 = 0x11;
 const VENDOR_CAPABILITY: u8 = 0x09;
 
 fn one(vendor: u16, devices: &[u16]) -> &'static PciDevice {
-    let mut found = pci::devices().iter().filter(|d| d.vendor_id == vendor && devices.contains(&d.device_id));
-    let d = found.next().unwrap_or_else(|| panic!("no {vendor:04x}:{devices:04x?} on the bus"));
-    assert!(found.next().is_none(), "more than one {vendor:04x}:{devices:04x?}");
+    let mut found = pci::devices()
+        .iter()
+        .filter(|d| d.vendor_id == vendor && devices.contains(&d.device_id));
+    let d = found
+        .next()
+        .unwrap_or_else(|| panic!("no {vendor:04x}:{devices:04x?} on the bus"));
+    assert!(
+        found.next().is_none(),
+        "more than one {vendor:04x}:{devices:04x?}"
+    );
     d
 }
 
@@ -48,45 +55,87 @@ fn acpi_describes_apics_and_ecam() {
 fn q35_host_bridge_is_found() {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
     let host = one(0x8086, &[0x29c0]);
-    assert_eq!((host.address.bus(), host.address.device(), host.address.function()), (0, 0, 0));
-    assert_eq!((host.class, host.subclass), (0x06, 0x00), "host bridge class: {host}");
+    assert_eq!(
+        (
+            host.address.bus(),
+            host.address.device(),
+            host.address.function()
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (host.class, host.subclass),
+        (0x06, 0x00),
+        "host bridge class: {host}"
+    );
 }
 
 fn virtio_net_bars_and_capabilities_decode() {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
     let net = one(0x1af4, &[0x1000, 0x1041]);
-    assert_eq!((net.class, net.subclass), (0x02, 0x00), "network controller: {net}");
+    assert_eq!(
+        (net.class, net.subclass),
+        (0x02, 0x00),
+        "network controller: {net}"
+    );
     // Modern virtio: vendor capabilities for the config structures and MSI-X.
-    assert!(net.capability_ids.contains(&MSIX_CAPABILITY), "{:?}", net.capability_ids);
     assert!(
-        net.capability_ids.iter().filter(|&&c| c == VENDOR_CAPABILITY).count() >= 4,
+        net.capability_ids.contains(&MSIX_CAPABILITY),
+        "{:?}",
+        net.capability_ids
+    );
+    assert!(
+        net.capability_ids
+            .iter()
+            .filter(|&&c| c == VENDOR_CAPABILITY)
+            .count()
+            >= 4,
         "{:?}",
         net.capability_ids
     );
     // BAR1: 4 KiB 32-bit MSI-X BAR; BAR4: 16 KiB 64-bit prefetchable modern BAR (so
     // slot 5 is its upper half); transitional devices add an I/O BAR0.
     assert!(
-        matches!(net.bars[1], Some(BarInfo::Memory { size: 0x1000, width: BarWidth::Bits32, .. })),
+        matches!(
+            net.bars[1],
+            Some(BarInfo::Memory {
+                size: 0x1000,
+                width: BarWidth::Bits32,
+                ..
+            })
+        ),
         "{:?}",
         net.bars
     );
     assert!(
         matches!(
             net.bars[4],
-            Some(BarInfo::Memory { size: 0x4000, width: BarWidth::Bits64, prefetchable: true, .. })
+            Some(BarInfo::Memory {
+                size: 0x4000,
+                width: BarWidth::Bits64,
+                prefetchable: true,
+                ..
+            })
         ),
         "{:?}",
         net.bars
     );
     assert_eq!(net.bars[5], None);
     if net.device_id == 0x1000 {
-        assert!(matches!(net.bars[0], Some(BarInfo::Io { size: 0x20, port }) if port != 0), "{:?}", net.bars);
+        assert!(
+            matches!(net.bars[0], Some(BarInfo::Io { size: 0x20, port }) if port != 0),
+            "{:?}",
+            net.bars
+        );
     }
     let cap = net.msix_capability().unwrap().expect("MSI-X capability");
     assert_eq!(cap.table_bar(), 1);
     for bar in net.bars.iter().flatten() {
         if let Some((addr, size)) = bar.memory() {
-            assert!(size.is_power_of_two() && addr % size == 0, "misaligned BAR {bar:?}");
+            assert!(
+                size.is_power_of_two() && addr % size == 0,
+                "misaligned BAR {bar:?}"
+            );
         }
     }
 }
@@ -95,12 +144,24 @@ fn ivshmem_plain_bars_decode() {
     platform::init().unwrap_or_else(|e| panic!("{e}"));
     let shm = one(0x1af4, &[0x1110]);
     assert!(
-        matches!(shm.bars[0], Some(BarInfo::Memory { size: 0x100, width: BarWidth::Bits32, .. })),
+        matches!(
+            shm.bars[0],
+            Some(BarInfo::Memory {
+                size: 0x100,
+                width: BarWidth::Bits32,
+                ..
+            })
+        ),
         "{:?}",
         shm.bars
     );
     match shm.bars[2] {
-        Some(BarInfo::Memory { address, size, prefetchable: true, width: BarWidth::Bits64 }) => {
+        Some(BarInfo::Memory {
+            address,
+            size,
+            prefetchable: true,
+            width: BarWidth::Bits64,
+        }) => {
             assert_eq!(size, IVSHMEM_SIZE);
             assert_eq!(address % size, 0);
         }
