@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ivshmem_region::{format_metadata, Gid, Layout, PeerState};
 use nix::fcntl::OFlag;
-use nix::sys::mman::{mmap, munmap, shm_open, MapFlags, ProtFlags};
+use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 
 /// Where the region's memory comes from.
@@ -25,7 +25,8 @@ use nix::sys::stat::Mode;
 pub enum Backing<'a> {
     /// An anonymous `memfd` (default).
     Memfd,
-    /// A POSIX shared-memory object (`-M NAME`), kept after exit.
+    /// A POSIX shared-memory object (`-M NAME`): an old object of that name is unlinked
+    /// and a fresh one created; it is kept after exit.
     PosixShm(&'a str),
     /// A file created in a directory and unlinked at once (`-m DIR`).
     Directory(&'a Path),
@@ -68,12 +69,21 @@ impl Region {
                 nix::sys::memfd::memfd_create(c"ivshmem", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
                     .map_err(|e| io_err("memfd_create".into(), e))?
             }
-            Backing::PosixShm(name) => shm_open(
-                name,
-                OFlag::O_CREAT | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-                Mode::S_IRUSR | Mode::S_IWUSR,
-            )
-            .map_err(|e| io_err(format!("shm_open({name})"), e))?,
+            Backing::PosixShm(name) => {
+                // Always a fresh object: unlinking an old one of the same name never
+                // disturbs a process still mapping it (truncating it would).
+                match shm_unlink(name) {
+                    Ok(()) => {}
+                    Err(nix::errno::Errno::ENOENT) => {}
+                    Err(e) => return Err(io_err(format!("shm_unlink({name})"), e)),
+                }
+                shm_open(
+                    name,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                )
+                .map_err(|e| io_err(format!("shm_open({name})"), e))?
+            }
             Backing::Directory(dir) => {
                 let template = dir.join("ivshmem.XXXXXX");
                 let (fd, path) = nix::unistd::mkstemp(&template)
@@ -85,9 +95,7 @@ impl Region {
         };
         let file = File::from(fd);
         let size = layout.region_size();
-        // Truncating to 0 first zeroes an existing POSIX shm object of the same name.
-        file.set_len(0)
-            .and_then(|()| file.set_len(size as u64))
+        file.set_len(size as u64)
             .map_err(|e| io_err(format!("cannot size the region to {size} bytes"), e))?;
         let mut metadata = vec![0u8; layout.data_offset()];
         format_metadata(&mut metadata, &layout, region_id, vectors);

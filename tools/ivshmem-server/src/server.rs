@@ -19,15 +19,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use ivshmem_region::{Gid, Layout, LayoutParams, VECTOR_CONTROL};
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -153,6 +154,8 @@ pub struct Server {
     /// A spare fd (on /dev/null), released to accept-and-close a client when the fd
     /// table is full, so a pending connection cannot make the poll loop spin.
     reserve: Option<fs::File>,
+    /// Held until the server is dropped (after the socket file is removed).
+    _path_lock: PathLock,
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], SetupError> {
@@ -161,13 +164,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], SetupError> {
     Ok(bytes)
 }
 
-/// Checks the socket path: its directory exists, and any existing file there is a stale
-/// socket (removed) rather than a live server or a non-socket (errors).
-fn check_socket_path(path: &Path) -> Result<(), SetupError> {
-    let display = path.display();
+/// Checks that the socket's directory exists.
+fn check_socket_dir(path: &Path) -> Result<(), SetupError> {
     if path.as_os_str().len() >= 108 {
         return Err(setup_err(format!(
-            "socket path {display} is too long (UNIX sockets allow 107 bytes)"
+            "socket path {} is too long (UNIX sockets allow 107 bytes)",
+            path.display()
         )));
     }
     let parent = match path.parent() {
@@ -175,20 +177,69 @@ fn check_socket_path(path: &Path) -> Result<(), SetupError> {
         _ => PathBuf::from("."),
     };
     match fs::metadata(&parent) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(setup_err(format!(
-                "socket directory {} is not a directory",
-                parent.display()
-            )))
-        }
-        Err(e) => {
-            return Err(setup_err(format!(
-                "socket directory {} does not exist or is unreachable: {e}",
-                parent.display()
-            )))
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(setup_err(format!(
+            "socket directory {} is not a directory",
+            parent.display()
+        ))),
+        Err(e) => Err(setup_err(format!(
+            "socket directory {} does not exist or is unreachable: {e}",
+            parent.display()
+        ))),
+    }
+}
+
+/// An exclusive `flock` on `SOCKET.lock`, held for the server's lifetime: a second
+/// server on the same path fails at once, without connecting to the live one (which
+/// would show its peers a phantom join and leave). The file is removed on drop.
+struct PathLock {
+    _lock: Flock<fs::File>,
+    path: PathBuf,
+}
+
+impl PathLock {
+    fn acquire(socket: &Path) -> Result<PathLock, SetupError> {
+        let mut path = socket.as_os_str().to_owned();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| setup_err(format!("cannot open lock file {}: {e}", path.display())))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                let _ = lock.set_len(0);
+                let _ = lock.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0);
+                Ok(PathLock { _lock: lock, path })
+            }
+            Err((file, Errno::EWOULDBLOCK)) => {
+                let mut pid = String::new();
+                let _ = (&file).read_to_string(&mut pid);
+                Err(setup_err(format!(
+                    "socket {} is in use by a running server (pid {}, lock {})",
+                    socket.display(),
+                    pid.trim(),
+                    path.display()
+                )))
+            }
+            Err((_, e)) => Err(setup_err(format!("cannot lock {}: {e}", path.display()))),
         }
     }
+}
+
+impl Drop for PathLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Checks an existing file at the socket path (we hold the path lock): a stale socket is
+/// removed; a socket with a live listener (not one of ours) or a non-socket is an error.
+fn check_existing_socket(path: &Path) -> Result<(), SetupError> {
+    let display = path.display();
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(setup_err(format!(
@@ -285,7 +336,9 @@ impl Server {
             ));
         }
         raise_fd_limit(&args);
-        check_socket_path(&args.socket)?;
+        check_socket_dir(&args.socket)?;
+        let path_lock = PathLock::acquire(&args.socket)?;
+        check_existing_socket(&args.socket)?;
 
         // Signals: SIGINT/SIGTERM/SIGHUP arrive through a signalfd in the poll loop.
         // SIGPIPE is ignored (sends also use MSG_NOSIGNAL).
@@ -327,6 +380,7 @@ impl Server {
             signals,
             peers: BTreeMap::new(),
             reserve: fs::File::open("/dev/null").ok(),
+            _path_lock: path_lock,
         };
         if let Some(pid_file) = &server.args.pid_file {
             if let Err(e) = fs::write(pid_file, format!("{}\n", std::process::id())) {

@@ -497,6 +497,12 @@ fn sigterm_and_sigint_exit_cleanly_and_remove_socket() {
         assert_eq!(status.code(), Some(0), "{signal}");
         assert!(!server.socket.exists(), "socket removed after {signal}");
         assert!(!pid_file.exists(), "pid file removed after {signal}");
+        let lock = server.socket.with_extension("sock.lock");
+        assert!(
+            !lock.exists(),
+            "lock file {} removed after {signal}",
+            lock.display()
+        );
         assert!(
             matches!(a.recv(TIMEOUT), Err(RecvError::Eof)),
             "client sees the close"
@@ -535,6 +541,8 @@ fn slow_reader_gets_every_message_in_order() {
 #[test]
 fn posix_shm_backing_works() {
     let name = format!("smcd-ivshmem-test-{}", std::process::id());
+    // A leftover object of the same name (wrong size, old bytes) is replaced.
+    std::fs::write(Path::new("/dev/shm").join(&name), b"old bytes").unwrap();
     let server = ServerProc::start(&["-M", &name, "-l", "1M"]);
     let (_a, ha) = server.join(2);
     let d = Directory::read(ha.shm.as_fd()).unwrap();
@@ -578,12 +586,18 @@ fn bad_socket_paths_give_clear_errors() {
     assert!(live.socket.exists(), "the live server's socket stays");
     let (_c, h) = live.join(2);
     assert_eq!(h.id, 0, "live server still serves");
+    let d = Directory::read(h.shm.as_fd()).unwrap();
+    assert_eq!(
+        d.server_epoch, 1,
+        "the second server caused no phantom join/leave"
+    );
 
     // A stale socket (no listener behind it) is replaced.
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
     let dir2 = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stale.sock.lock"), b"12345\n").unwrap(); // unlocked leftover
     let (mut child, out, _err, _all) = spawn_server(dir2.path(), &stale, &["-l", "1M"]);
     assert!(out.recv_timeout(TIMEOUT).unwrap().contains("listening on"));
     let client = Client::connect(&stale).unwrap();
