@@ -51,6 +51,11 @@
 //! `server_epoch` and rings every surviving peer on [`VECTOR_CONTROL`]; guests compare
 //! `server_epoch` with the value they last saw and rescan the directory.
 //!
+//! Because every ID starts Free at epoch 0 and alternates join (Active) and leave (Dead),
+//! a consistent entry satisfies: Free ⟺ epoch 0; Active ⟺ epoch ≡ 2 (mod 4);
+//! Dead ⟺ epoch ≡ 0 (mod 4) and epoch > 0. [`PeerEntryRepr::is_consistent`] checks it;
+//! an entry that breaks it was scribbled on by a peer and must not be trusted.
+//!
 //! **Descriptor seqlock.** Peer *p* registers a DMB in slot *s* of its own descriptor table
 //! the same way: `sequence + 1` (odd), write `token`, `dmb_offset`, `dmb_len`, `owner_gid`,
 //! `remote_gid`, then `sequence + 2` (release). Unregistering writes `token = 0` inside the
@@ -942,6 +947,19 @@ pub struct PeerEntryRepr {
     pub gid: Gid,
 }
 
+impl PeerEntryRepr {
+    /// True if state, epoch and GID fit the server's write rules (crate docs): even
+    /// epoch; Free ⟺ epoch 0 with zero GID; Active ⟺ epoch ≡ 2 (mod 4) with a non-zero
+    /// GID; Dead ⟺ epoch ≡ 0 (mod 4), epoch > 0.
+    pub fn is_consistent(&self) -> bool {
+        match self.state {
+            PeerState::Free => self.epoch == 0 && self.gid.is_zero(),
+            PeerState::Active => self.epoch % 4 == 2 && !self.gid.is_zero(),
+            PeerState::Dead => self.epoch.is_multiple_of(4) && self.epoch > 0,
+        }
+    }
+}
+
 /// A view of one directory entry (`layout.peer_entry_size()` bytes).
 #[derive(Debug, Clone)]
 pub struct PeerEntry<T: AsRef<[u8]>> {
@@ -989,17 +1007,19 @@ impl<T: AsRef<[u8]>> PeerEntry<T> {
         Some(get_u64(self.buffer.as_ref(), start..start + 8))
     }
 
-    /// Decodes a snapshot; `None` for an unknown state word or an odd (in-update) epoch.
+    /// Decodes a snapshot; `None` for an unknown state word, an odd (in-update) epoch,
+    /// or a state/epoch pair that breaks [`PeerEntryRepr::is_consistent`].
     pub fn parse(&self) -> Option<PeerEntryRepr> {
-        let epoch = self.epoch();
-        if !epoch.is_multiple_of(2) {
-            return None;
-        }
-        Some(PeerEntryRepr {
+        let repr = PeerEntryRepr {
             state: PeerState::from_u64(self.state_raw())?,
-            epoch,
+            epoch: self.epoch(),
             gid: self.gid(),
-        })
+        };
+        if repr.is_consistent() {
+            Some(repr)
+        } else {
+            None
+        }
     }
 }
 

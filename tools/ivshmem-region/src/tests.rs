@@ -419,7 +419,7 @@ fn peer_entry_known_bytes() {
     let mut buf = [POISON; 64];
     let repr = PeerEntryRepr {
         state: PeerState::Active,
-        epoch: 4,
+        epoch: 6,
         gid: Gid {
             gid: 0x0102_0304_0506_0708,
             gid_ext: 0x1112_1314_1516_1718,
@@ -431,7 +431,7 @@ fn peer_entry_known_bytes() {
     #[rustfmt::skip]
     let expected: [u8; 32] = [
         0x01, 0, 0, 0, 0, 0, 0, 0,
-        0x04, 0, 0, 0, 0, 0, 0, 0,
+        0x06, 0, 0, 0, 0, 0, 0, 0,
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
         0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
     ];
@@ -462,6 +462,36 @@ fn peer_entry_known_bytes() {
         PeerEntry::new_checked(&buf[..], &layout).unwrap().parse(),
         None
     );
+    // State and epoch disagree (Active needs epoch = 2 mod 4).
+    buf[0] = 1;
+    buf[8] = 8;
+    assert_eq!(
+        PeerEntry::new_checked(&buf[..], &layout).unwrap().parse(),
+        None
+    );
+    buf[8] = 10;
+    assert!(PeerEntry::new_checked(&buf[..], &layout)
+        .unwrap()
+        .parse()
+        .is_some());
+}
+
+#[test]
+fn entry_consistency_rules() {
+    let gid = Gid { gid: 1, gid_ext: 2 };
+    let repr = |state, epoch, gid| PeerEntryRepr { state, epoch, gid };
+    assert!(repr(PeerState::Free, 0, Gid::ZERO).is_consistent());
+    assert!(!repr(PeerState::Free, 2, Gid::ZERO).is_consistent());
+    assert!(!repr(PeerState::Free, 0, gid).is_consistent());
+    assert!(repr(PeerState::Active, 2, gid).is_consistent());
+    assert!(repr(PeerState::Active, 6, gid).is_consistent());
+    assert!(!repr(PeerState::Active, 4, gid).is_consistent());
+    assert!(!repr(PeerState::Active, 3, gid).is_consistent());
+    assert!(!repr(PeerState::Active, 2, Gid::ZERO).is_consistent());
+    assert!(repr(PeerState::Dead, 4, gid).is_consistent());
+    assert!(!repr(PeerState::Dead, 0, gid).is_consistent());
+    assert!(!repr(PeerState::Dead, 6, gid).is_consistent());
+    assert!(!repr(PeerState::Dead, 5, gid).is_consistent());
 }
 
 fn sample_descriptor(layout: &Layout) -> DescriptorRepr {
