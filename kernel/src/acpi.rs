@@ -141,14 +141,43 @@ pub struct AcpiInfo {
     pub pm_timer: Option<PmTimer>,
 }
 
+/// How an ISA IRQ reaches the I/O APIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsaRoute {
+    /// Global system interrupt.
+    pub gsi: u32,
+    /// Level- (true) or edge-triggered (false).
+    pub level_triggered: bool,
+    /// Active low (true) or high (false).
+    pub active_low: bool,
+}
+
 impl AcpiInfo {
     /// The GSI an ISA IRQ is wired to, honouring the MADT's interrupt source overrides
     /// (ACPI 6.5 §5.2.12.5: without an override ISA IRQ n is GSI n).
     pub fn isa_irq_to_gsi(&self, isa_irq: u8) -> u32 {
-        self.interrupt_overrides
+        self.isa_route(isa_irq).gsi
+    }
+
+    /// GSI, trigger mode and polarity of an ISA IRQ. ISA defaults are edge-triggered and
+    /// active high; an override's MPS INTI flags (ACPI 6.5 table 5.26: bits 0..2 polarity,
+    /// 2..4 trigger mode, `00` = bus default, `01` = high/edge, `11` = low/level) win.
+    pub fn isa_route(&self, isa_irq: u8) -> IsaRoute {
+        let mut route = IsaRoute {
+            gsi: u32::from(isa_irq),
+            level_triggered: false,
+            active_low: false,
+        };
+        if let Some(o) = self
+            .interrupt_overrides
             .iter()
             .find(|o| o.isa_irq == isa_irq)
-            .map_or(u32::from(isa_irq), |o| o.gsi)
+        {
+            route.gsi = o.gsi;
+            route.active_low = o.flags & 0b11 == 0b11;
+            route.level_triggered = (o.flags >> 2) & 0b11 == 0b11;
+        }
+        route
     }
 }
 

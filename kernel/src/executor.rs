@@ -4,7 +4,7 @@
 //!   (`crossbeam_queue::ArrayQueue`). Waking never blocks or allocates, so it is safe from
 //!   interrupt handlers; if the queue is full an overflow flag makes the executor poll every
 //!   task once (so a wake-up is never lost, only coalesced).
-//! * Timers: [`sleep_until`] registers `(deadline, waker)` in a heap owned by task context;
+//! * Timers: [`sleep_until`] registers `(deadline, waker)` in an ordered map owned by task context;
 //!   the executor wakes expired entries and arms the APIC timer (`clock::arm_timer`) for the
 //!   earliest one. The timer interrupt only enqueues a "timers due" marker.
 //! * Idle: interrupts off, check the queue, then `sti; hlt` as one pair (the instruction after
@@ -14,9 +14,8 @@
 //!   await; its handler only counts and wakes.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BinaryHeap};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::cmp::{Ordering as CmpOrdering, Reverse};
 use core::fmt;
 use core::future::Future;
 use core::pin::{pin, Pin};
@@ -48,7 +47,7 @@ impl TaskId {
 
 /// Pseudo task: the future passed to [`run_until`].
 const MAIN_ID: u64 = u64::MAX;
-/// Pseudo task: "the timer heap has due entries".
+/// Pseudo task: "a timer interrupt came" (only ends an idle `hlt`).
 const TIMER_ID: u64 = u64::MAX - 1;
 
 type BoxedTask = Pin<Box<dyn Future<Output = ()>>>;
@@ -75,40 +74,23 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 static POLLS: AtomicU64 = AtomicU64::new(0);
 static IDLE_HALTS: AtomicU64 = AtomicU64::new(0);
 
-/// One registered deadline.
-struct TimerEntry {
-    deadline: Instant,
-    seq: u64,
-    waker: Waker,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.deadline, self.seq) == (other.deadline, other.seq)
-    }
-}
-impl Eq for TimerEntry {}
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for TimerEntry {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
-    }
-}
-
+/// Registered deadlines, keyed by `(deadline, registration number)` so equal deadlines
+/// stay distinct and fire in registration order. Only touched from task context (never
+/// from an interrupt handler). A dropped [`Sleep`] removes its entry.
 struct Timers {
-    heap: BinaryHeap<Reverse<TimerEntry>>,
+    map: BTreeMap<(Instant, u64), Waker>,
     next_seq: u64,
 }
 
-/// Timer heap; only touched from task context (never from an interrupt handler).
 static TIMERS: Mutex<Timers> = Mutex::new(Timers {
-    heap: BinaryHeap::new(),
+    map: BTreeMap::new(),
     next_seq: 0,
 });
+
+/// Number of registered (not yet fired or dropped) deadlines.
+pub fn timer_count() -> usize {
+    TIMERS.lock().map.len()
+}
 
 fn ready_queue() -> &'static ArrayQueue<u64> {
     READY.call_once(|| ArrayQueue::new(READY_QUEUE_CAPACITY))
@@ -152,6 +134,7 @@ fn waker_for(id: u64) -> Waker {
 }
 
 /// Spawns `future` as a task. It is first polled by the running (or next) [`run_until`].
+/// Task context only (it allocates): never from an interrupt handler.
 pub fn spawn(future: impl Future<Output = ()> + 'static) -> TaskId {
     let id = {
         let mut tasks = TASKS.lock();
@@ -201,15 +184,13 @@ fn service_timers() {
     let mut due: Vec<Waker> = Vec::new();
     let next = {
         let mut timers = TIMERS.lock();
-        while let Some(Reverse(top)) = timers.heap.peek() {
-            if top.deadline > now {
+        while let Some(entry) = timers.map.first_entry() {
+            if entry.key().0 > now {
                 break;
             }
-            if let Some(Reverse(e)) = timers.heap.pop() {
-                due.push(e.waker);
-            }
+            due.push(entry.remove());
         }
-        timers.heap.peek().map(|Reverse(e)| e.deadline)
+        timers.map.first_key_value().map(|(k, _)| k.0)
     };
     for w in due {
         w.wake();
@@ -307,7 +288,8 @@ pub fn run_forever() -> ! {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
-    registered: Option<Waker>,
+    /// Key of our entry in [`TIMERS`] and the waker stored there.
+    registered: Option<(u64, Waker)>,
 }
 
 impl Sleep {
@@ -324,26 +306,35 @@ impl Future for Sleep {
         if clock::now() >= self.deadline {
             return Poll::Ready(());
         }
-        // Register once per distinct waker; a stale entry only causes a spurious wake-up.
-        if !self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            let mut timers = TIMERS.lock();
-            let seq = timers.next_seq;
-            timers.next_seq += 1;
-            timers.heap.push(Reverse(TimerEntry {
-                deadline: self.deadline,
-                seq,
-                waker: cx.waker().clone(),
-            }));
-            drop(timers);
-            // The executor re-arms the APIC timer for the new earliest deadline before it
-            // next goes idle (`service_timers` runs every round).
-            self.registered = Some(cx.waker().clone());
+        if let Some((_, w)) = &self.registered {
+            if w.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
         }
+        // First poll, or polled by a different task: (re-)register. Our old entry may have
+        // fired already (early APIC interrupt paths never pop an unexpired entry, but a
+        // re-registration must not depend on that), so insert afresh.
+        let deadline = self.deadline;
+        let mut timers = TIMERS.lock();
+        if let Some((seq, _)) = self.registered.take() {
+            timers.map.remove(&(deadline, seq));
+        }
+        let seq = timers.next_seq;
+        timers.next_seq += 1;
+        timers.map.insert((deadline, seq), cx.waker().clone());
+        drop(timers);
+        // The executor re-arms the APIC timer for the earliest deadline before it next goes
+        // idle (`service_timers` runs every round).
+        self.registered = Some((seq, cx.waker().clone()));
         Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((seq, _)) = self.registered.take() {
+            TIMERS.lock().map.remove(&(self.deadline, seq));
+        }
     }
 }
 

@@ -255,7 +255,7 @@ pub fn init(acpi: &AcpiInfo) -> Result<&'static [PciDevice], PciError> {
     })?;
     for d in &bus.devices {
         log::info!(
-            "pci: {d} bars {:?} caps {:02x?}",
+            "pci: {d} bars {:x?} caps {:02x?}",
             Bars(&d.bars),
             d.capability_ids
         );

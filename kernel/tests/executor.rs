@@ -233,10 +233,19 @@ fn with_deadline_reports_elapsed() {
     ));
     assert_eq!(outcome, Err(Elapsed));
     assert!(start.elapsed() >= Duration::from_millis(20));
-    // A future that finishes first wins.
+    // A future that finishes first wins, and its dropped deadline leaves no timer behind.
+    let timers = executor::timer_count();
     let outcome = executor::run_until(executor::with_deadline(
-        clock::now() + Duration::from_secs(1),
-        async { 7 },
+        clock::now() + Duration::from_secs(10),
+        async {
+            executor::yield_now().await;
+            7
+        },
     ));
     assert_eq!(outcome, Ok(7));
+    assert_eq!(
+        executor::timer_count(),
+        timers,
+        "a dropped Sleep stayed registered"
+    );
 }
