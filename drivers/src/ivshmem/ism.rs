@@ -324,6 +324,41 @@ where
         self.region_id
     }
 
+    /// Peers active in the directory right now (our own entry included), as consistent
+    /// seqlock snapshots: (peer ID, GID). For diagnostics and test bootstrapping; the
+    /// SMC layer learns peer GIDs from the CLC handshake instead.
+    pub fn active_peers(&self) -> Vec<(u16, Gid)> {
+        (0..self.layout.max_peers())
+            .filter_map(|peer| {
+                let e = read_entry(&self.region, &self.layout, peer)?;
+                // `peer < max_peers <= 1024`, fits u16.
+                (e.state == PeerState::Active && !e.gid.is_zero())
+                    .then(|| (peer as u16, from_region_gid(e.gid)))
+            })
+            .collect()
+    }
+
+    /// Tokens of `peer`'s DMBs that we may write (descriptor restricted to our GID or
+    /// open to any), each checked like a `move_data` target. The SMC handshake carries
+    /// tokens in CLC messages; this discovery is for tests and tools that have no TCP
+    /// connection to run one over.
+    pub fn dmbs_offered_by(&self, peer: u16) -> Vec<(DmbToken, usize)> {
+        let peer = u32::from(peer);
+        if peer == self.own_id || peer >= self.layout.max_peers() {
+            return Vec::new();
+        }
+        (0..self.layout.slots_per_peer())
+            .filter_map(|slot| {
+                let d = read_descriptor(&self.region, &self.layout, peer, slot)?;
+                if d.token == 0 || decode_token(d.token) != (peer, slot) {
+                    return None;
+                }
+                let (_, _, range) = self.resolve_remote(peer, slot, d.token).ok()?;
+                Some((DmbToken(d.token), range.len()))
+            })
+            .collect()
+    }
+
     /// A snapshot of the device counters.
     pub fn stats(&self) -> IvshmemStats {
         self.state.lock().stats

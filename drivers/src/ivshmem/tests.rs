@@ -542,6 +542,10 @@ enum Op {
         dev: usize,
         remote: u64,
     },
+    Discover {
+        dev: usize,
+        peer: u16,
+    },
 }
 
 const SMALL: usize = 1 << 17;
@@ -589,7 +593,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(dev, pick, random)| Op::Attach { dev, pick, random }),
         (dev.clone(), any::<usize>()).prop_map(|(dev, pick)| Op::Detach { dev, pick }),
         dev.clone().prop_map(|dev| Op::Poll { dev }),
-        (dev, 0u64..4).prop_map(|(dev, remote)| Op::Query { dev, remote }),
+        (dev.clone(), 0u64..4).prop_map(|(dev, remote)| Op::Query { dev, remote }),
+        (dev, 0u16..3).prop_map(|(dev, peer)| Op::Discover { dev, peer }),
     ]
 }
 
@@ -714,6 +719,21 @@ proptest! {
                 Op::Query { dev, remote } => {
                     let _ = devs[dev].query_remote_gid(gid(remote), None);
                 }
+                Op::Discover { dev, peer } => {
+                    prop_assert!(devs[dev].active_peers().len() <= 2);
+                    for (token, len) in devs[dev].dmbs_offered_by(peer) {
+                        // Every offer is a writable target inside the owner's payload.
+                        let payload = layout.area_payload(u32::from(peer)).unwrap();
+                        prop_assert_eq!(decode_token(token.0).0, u32::from(peer));
+                        prop_assert!(len <= payload.len());
+                        let before = read_dmb(&region, 0, SMALL);
+                        if devs[dev].move_data(token, 0, &[1], false).is_ok() {
+                            for i in changed(&before, &read_dmb(&region, 0, SMALL)) {
+                                prop_assert!(payload.contains(&i));
+                            }
+                        }
+                    }
+                }
             }
         }
         // A newcomer on the scribbled region: up or a clean refusal.
@@ -791,4 +811,28 @@ fn rng_failure_refuses_registration_without_leaking() {
         payload / 65536,
         "the refused registration leaked no space"
     );
+}
+
+#[test]
+fn discovery_lists_active_peers_and_offers_for_us_only() {
+    let (server, _log, devs) = setup(4, 3);
+    let (a, b) = (&devs[0], &devs[1]);
+    assert_eq!(
+        a.active_peers(),
+        vec![(0, gid(0)), (1, gid(1)), (2, gid(2))]
+    );
+    let for_a = b.register_dmb(16384, gid(0)).unwrap();
+    let _for_c = b.register_dmb(16384, gid(2)).unwrap();
+    let for_a2 = b.register_dmb(4096, gid(0)).unwrap();
+    assert_eq!(
+        a.dmbs_offered_by(1),
+        vec![(for_a.token, 16384), (for_a2.token, 4096)]
+    );
+    assert_eq!(a.dmbs_offered_by(0), vec![], "own ID is not a remote");
+    assert_eq!(a.dmbs_offered_by(900), vec![]);
+    b.unregister_dmb(for_a.token).unwrap();
+    assert_eq!(a.dmbs_offered_by(1), vec![(for_a2.token, 4096)]);
+    server.leave(1);
+    assert_eq!(a.dmbs_offered_by(1), vec![]);
+    assert_eq!(a.active_peers(), vec![(0, gid(0)), (2, gid(2))]);
 }
