@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ivshmem_region::{Header, Layout, PeerEntry, PeerEntryRepr, HEADER_SIZE};
+use ivshmem_region::{Gid, Header, Layout, PeerEntry, PeerEntryRepr, PeerState, HEADER_SIZE};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::proto::{recv_message, Message, RecvError, PROTOCOL_VERSION, SHM_MESSAGE};
 
@@ -197,5 +201,141 @@ impl Directory {
             entries,
             bitmap0,
         })
+    }
+}
+
+/// Why a directory entry could not be read from a [`MappedRegion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// No such peer ID in the layout.
+    NoSuchPeer,
+    /// The epoch stayed odd or kept moving for every retry (the server is busy).
+    Busy,
+    /// A stable snapshot that breaks the write rules (unknown state, or state and epoch
+    /// disagree): someone other than the server wrote the entry.
+    Corrupt,
+}
+
+/// A shared mapping of the region read the way a guest does: 64-bit atomic loads and
+/// the directory seqlock (see the `ivshmem_region` crate docs).
+pub struct MappedRegion {
+    map: NonNull<u8>,
+    layout: Layout,
+}
+
+impl std::fmt::Debug for MappedRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedRegion")
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+/// Retries of one seqlock read before giving up with [`EntryError::Busy`].
+pub const SEQLOCK_RETRIES: usize = 10_000;
+
+impl MappedRegion {
+    /// Maps the region behind `shm` and validates its header.
+    pub fn map(shm: BorrowedFd<'_>) -> Result<MappedRegion, String> {
+        let layout = Directory::read(shm)?.layout;
+        let len = NonZeroUsize::new(layout.region_size()).ok_or("empty region")?;
+        // SAFETY: a new shared mapping of the region file at a kernel-chosen address; it
+        // aliases no Rust object and lives until `Drop` unmaps it.
+        let map = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                shm,
+                0,
+            )
+        }
+        .map_err(|e| format!("mmap: {e}"))?;
+        Ok(MappedRegion {
+            map: map.cast(),
+            layout,
+        })
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Loads the aligned 64-bit word at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is misaligned or the word is outside the region.
+    pub fn load(&self, offset: usize, order: Ordering) -> u64 {
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.layout.region_size(),
+            "region word offset {offset} misaligned or out of range"
+        );
+        // SAFETY: the mapping covers `region_size` bytes and outlives `&self`; the word
+        // is 8-aligned and inside it (asserted). Every process touches these words only
+        // with atomic or volatile 8-byte accesses.
+        let word = unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(offset).cast::<u64>()) };
+        u64::from_le(word.load(order))
+    }
+
+    /// The header's server epoch.
+    pub fn server_epoch(&self) -> u64 {
+        self.load(
+            ivshmem_region::header::SERVER_EPOCH.start,
+            Ordering::Acquire,
+        )
+    }
+
+    /// Reads `peer`'s entry under the seqlock.
+    pub fn read_entry(&self, peer: u32) -> Result<PeerEntryRepr, EntryError> {
+        let layout = &self.layout;
+        let epoch_offset = layout
+            .peer_epoch_offset(peer)
+            .ok_or(EntryError::NoSuchPeer)?;
+        let state_offset = layout
+            .peer_state_offset(peer)
+            .ok_or(EntryError::NoSuchPeer)?;
+        let (gid_offset, gid_ext_offset) = layout
+            .peer_gid_offsets(peer)
+            .ok_or(EntryError::NoSuchPeer)?;
+        for _ in 0..SEQLOCK_RETRIES {
+            let before = self.load(epoch_offset, Ordering::Acquire);
+            if !before.is_multiple_of(2) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let state = self.load(state_offset, Ordering::Relaxed);
+            let gid = Gid {
+                gid: self.load(gid_offset, Ordering::Relaxed),
+                gid_ext: self.load(gid_ext_offset, Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if self.load(epoch_offset, Ordering::Relaxed) != before {
+                std::hint::spin_loop();
+                continue;
+            }
+            let state = PeerState::from_u64(state).ok_or(EntryError::Corrupt)?;
+            let repr = PeerEntryRepr {
+                state,
+                epoch: before,
+                gid,
+            };
+            return if repr.is_consistent() {
+                Ok(repr)
+            } else {
+                Err(EntryError::Corrupt)
+            };
+        }
+        Err(EntryError::Busy)
+    }
+}
+
+impl Drop for MappedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `map` is the live mapping of `region_size` bytes made in `map`; no
+        // reference into it outlives `self`.
+        let _ = unsafe { munmap(self.map.cast(), self.layout.region_size()) };
     }
 }

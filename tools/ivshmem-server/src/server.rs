@@ -514,7 +514,36 @@ impl Server {
         }
     }
 
+    /// Disconnects every peer whose socket already reports EOF/error/data, without
+    /// waiting (zero-timeout poll). Used before refusing a client for lack of IDs: a
+    /// peer that closed just before the new client connected is not counted.
+    fn reap_disconnected(&mut self) {
+        let ids: Vec<u16> = self.peers.keys().copied().collect();
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd<'_>> = ids
+                .iter()
+                .map(|id| PollFd::new(self.peers[id].socket.as_fd(), PollFlags::POLLIN))
+                .collect();
+            if poll(&mut fds, PollTimeout::ZERO).is_err() {
+                return;
+            }
+            fds.iter()
+                .map(|fd| !fd.revents().unwrap_or(PollFlags::empty()).is_empty())
+                .collect()
+        };
+        let gone = ids
+            .into_iter()
+            .zip(ready)
+            .filter(|(_, ready)| *ready)
+            .map(|(id, _)| (id, "socket readable or closed".to_string()))
+            .collect();
+        self.disconnect_all(gone);
+    }
+
     fn add_client(&mut self, socket: UnixStream) {
+        if self.lowest_free_id().is_none() {
+            self.reap_disconnected();
+        }
         let Some(id) = self.lowest_free_id() else {
             log(format_args!(
                 "refusing client: all {} peer IDs are in use",

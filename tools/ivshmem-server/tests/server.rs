@@ -769,3 +769,66 @@ fn real_qemu_joins_and_is_marked_dead_when_killed() {
         state(d, 1) == Some(PeerState::Dead)
     });
 }
+
+#[test]
+fn directory_snapshots_stay_consistent_under_churn() {
+    use ivshmem_server::client::{EntryError, MappedRegion};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = ServerProc::start(&["-n", "1", "--max-peers", "8", "-l", "1M"]);
+    let (_a, ha) = server.join(1);
+    let shm = ha.shm.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_reader = stop.clone();
+    // A guest-like reader: seqlock reads of every entry while peers come and go.
+    let reader = std::thread::spawn(move || {
+        let region = MappedRegion::map(shm.as_fd()).unwrap();
+        let (mut snapshots, mut busy) = (0u64, 0u64);
+        let mut seen = BTreeSet::new();
+        let mut last_server_epoch = 0;
+        while !stop_reader.load(Ordering::Relaxed) {
+            let server_epoch = region.server_epoch();
+            assert!(server_epoch >= last_server_epoch, "server epoch went back");
+            last_server_epoch = server_epoch;
+            for peer in 0..8 {
+                match region.read_entry(peer) {
+                    Ok(entry) => {
+                        snapshots += 1;
+                        seen.insert((peer, format!("{}", entry.state)));
+                    }
+                    Err(EntryError::Busy) => busy += 1,
+                    Err(err) => panic!("peer {peer}: {err:?}"),
+                }
+            }
+        }
+        (snapshots, busy, seen)
+    });
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut members: Vec<Client> = Vec::new();
+    for _ in 0..300 {
+        if members.len() < 7 && (members.is_empty() || !rng.next().is_multiple_of(3)) {
+            members.push(server.join(1).0);
+        } else {
+            let index = (rng.next() % members.len() as u64) as usize;
+            drop(members.swap_remove(index));
+        }
+    }
+    drop(members);
+    let final_epoch = wait_directory(ha.shm.as_fd(), "all but A gone", |d| {
+        d.entries[1..]
+            .iter()
+            .all(|e| e.is_some_and(|e| e.state != PeerState::Active))
+    })
+    .server_epoch;
+    stop.store(true, Ordering::Relaxed);
+    let (snapshots, busy, seen) = reader.join().unwrap();
+    println!(
+        "reader: {snapshots} consistent snapshots, {busy} busy, final server epoch {final_epoch}"
+    );
+    assert!(snapshots > 1000, "reader barely ran: {snapshots}");
+    assert!(seen.contains(&(1, "active".to_string())) && seen.contains(&(1, "dead".to_string())));
+    assert!(
+        final_epoch > 300,
+        "each join and leave bumps the server epoch: {final_epoch}"
+    );
+}
