@@ -248,11 +248,13 @@ cmd_runner() {
     # (nonzero = fail; also for clean-up).
     QEMU_ARGS=()
     CMDLINE="test=$name"
-    local profiles="$REPO_ROOT/kernel/tests/profiles.sh"
-    if [[ -f "$profiles" ]]; then
-        # shellcheck source=/dev/null
-        source "$profiles"
-    fi
+    local profiles
+    for profiles in "$REPO_ROOT/kernel/tests/base-profiles.sh" "$REPO_ROOT/kernel/tests/profiles.sh"; do
+        if [[ -f "$profiles" ]]; then
+            # shellcheck source=/dev/null
+            source "$profiles"
+        fi
+    done
     if declare -F "profile_$name" >/dev/null; then "profile_$name"; fi
     if declare -F "pre_$name" >/dev/null; then
         "pre_$name" || { log "FAIL $name: pre_$name failed"; return 1; }
