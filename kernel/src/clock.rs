@@ -32,7 +32,7 @@ pub const MAX_UNCERTAINTY_PPM: u64 = 200;
 /// using the best one.
 pub const CALIBRATION_ATTEMPTS: u32 = 5;
 /// Length of the APIC-timer-vs-TSC calibration window.
-const LAPIC_WINDOW_MS: u64 = 10;
+const LAPIC_WINDOW_MS: u64 = 25;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -345,19 +345,34 @@ fn calibrate_tsc(pm: &PmTimer) -> Result<(u64, u64), ClockError> {
     Ok((hz, ppm))
 }
 
+/// An APIC timer count read and the TSC interval it happened in (the tightest of three):
+/// `(tsc_mid, count)`.
+fn sample_lapic() -> Result<(u64, u32), ClockError> {
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..3 {
+        let (t0, c, t1) = interrupts::without_interrupts(|| {
+            let t0 = rdtsc();
+            let c = apic::timer_current_count();
+            (t0, c, rdtsc())
+        });
+        let c = c?;
+        let width = t1.wrapping_sub(t0);
+        if width < best.2 {
+            best = (t0 + width / 2, c, width);
+        }
+    }
+    Ok((best.0, best.1))
+}
+
 /// Measures the APIC timer rate (after the divider) against the calibrated TSC.
 fn calibrate_lapic_timer(tsc_hz: u64) -> Result<u64, ClockError> {
     apic::timer_start_free_running()?;
-    let t0 = rdtsc();
-    let c0 = apic::timer_current_count()?;
-    let t1 = rdtsc();
+    let (t0, c0) = sample_lapic()?;
     busy_wait(Duration::from_millis(LAPIC_WINDOW_MS));
-    let t2 = rdtsc();
-    let c1 = apic::timer_current_count()?;
-    let t3 = rdtsc();
+    let (t1, c1) = sample_lapic()?;
     apic::timer_stop()?;
     let counted = u64::from(c0.saturating_sub(c1));
-    let d_tsc = (t2 + t3) / 2 - (t0 + t1) / 2;
+    let d_tsc = t1.saturating_sub(t0);
     if counted == 0 || d_tsc == 0 {
         return Err(ClockError::LapicTimerStuck);
     }

@@ -87,6 +87,10 @@ static TIMERS: Mutex<Timers> = Mutex::new(Timers {
     next_seq: 0,
 });
 
+/// The deadline the APIC timer is armed for, and the timer interrupt count at that moment.
+static ARMED: Mutex<(Option<Instant>, u64)> = Mutex::new((None, u64::MAX));
+static ARM_FAILED: AtomicBool = AtomicBool::new(false);
+
 /// Number of registered (not yet fired or dropped) deadlines.
 pub fn timer_count() -> usize {
     TIMERS.lock().map.len()
@@ -195,15 +199,29 @@ fn service_timers() {
     for w in due {
         w.wake();
     }
-    let armed = match next {
+    // Reprogram the APIC timer only when the earliest deadline changed or the timer fired
+    // since it was armed (an early, period-clamped interrupt must be re-armed): an MMIO
+    // write per executor round would be wasted on the hot path.
+    let irqs = clock::timer_interrupt_count();
+    let mut armed = ARMED.lock();
+    if armed.0 == next && armed.1 == irqs {
+        return;
+    }
+    let result = match next {
         Some(deadline) => clock::arm_timer(deadline),
         None => clock::disarm_timer(),
     };
-    if let Err(e) = armed {
-        // Without a timer we still make progress by polling: treat timers as always due.
-        log::warn!("executor: cannot arm timer: {e}");
-        if next.is_some() {
-            wake_id(TIMER_ID);
+    match result {
+        Ok(()) => *armed = (next, irqs),
+        Err(e) => {
+            // Without a timer we still make progress by polling: treat timers as always due.
+            if !ARM_FAILED.swap(true, Ordering::Relaxed) {
+                log::warn!("executor: cannot arm the deadline timer ({e}); polling instead");
+            }
+            *armed = (None, u64::MAX);
+            if next.is_some() {
+                wake_id(TIMER_ID);
+            }
         }
     }
 }
