@@ -141,3 +141,14 @@ post_msix_doorbell() {
     fi
     return 0
 }
+
+# ---------------------------------------------------------------- other areas' profiles
+# Other test areas keep their profiles in kernel/tests/profiles-<area>.sh (same conventions);
+# they are sourced here so the runner needs to know only this file.
+for _profiles in "$REPO_ROOT"/kernel/tests/profiles-*.sh; do
+    if [[ -f "$_profiles" ]]; then
+        # shellcheck source=/dev/null
+        source "$_profiles"
+    fi
+done
+unset _profiles
