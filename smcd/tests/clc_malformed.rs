@@ -608,3 +608,41 @@ fn mutation_sweep_roundtrips() {
     // round-trip branch really ran.
     assert!(parsed_ok > 10_000, "only {parsed_ok} mutants parsed");
 }
+
+/// Found by fuzzing: v2-only accessors on a valid v1 message must not read past it.
+#[test]
+fn view_accessors_of_absent_fields_are_none() {
+    use smcd::wire::clc::{AcceptConfirmPacket, DeclinePacket};
+    let v1 = emit(&ClcMessage::AcceptConfirm(accept(1, None)));
+    let p = AcceptConfirmPacket::new_checked(&v1[..]).unwrap();
+    assert_eq!((p.chid(), p.eid(), p.gid_ext()), (None, None, None));
+    assert_eq!(
+        (p.fce_release(), p.fce_hostname(), p.fce_feature_mask()),
+        (None, None, None)
+    );
+    let v2 = emit(&ClcMessage::AcceptConfirm(accept(2, Some(0))));
+    let p = AcceptConfirmPacket::new_checked(&v2[..]).unwrap();
+    assert_eq!(
+        (p.chid(), p.gid_ext(), p.fce_release()),
+        (Some(0xFFFF), Some(3), Some(0))
+    );
+    assert_eq!((p.fce_feature_mask(), p.fce_vendor_options()), (None, None));
+    let d1 = emit(&ClcMessage::Decline(DeclineRepr::linux(
+        1,
+        DeclineCode::NOSMCDEV,
+    )));
+    let p = DeclinePacket::new_checked(&d1[..]).unwrap();
+    assert_eq!(
+        (p.code(), p.extra_code(0), p.extra_code(3)),
+        (DeclineCode::NOSMCDEV, None, None)
+    );
+    let d2 = emit(&ClcMessage::Decline(DeclineRepr::linux(
+        2,
+        DeclineCode::NOSMCDEV,
+    )));
+    let p = DeclinePacket::new_checked(&d2[..]).unwrap();
+    assert_eq!(
+        (p.extra_code(3), p.extra_code(4)),
+        (Some(DeclineCode(0)), None)
+    );
+}

@@ -145,44 +145,63 @@ impl<T: AsRef<[u8]>> Packet<T> {
         super::array(self.buf(), field::LINK_ID.start)
     }
 
-    /// v2: CHID of the sender's device.
-    pub fn chid(&self) -> u16 {
-        super::be16(self.buf(), field::CHID.start)
+    /// Whether the message carries the v2 fields (version ≥ 2 and long enough).
+    fn has_v2(&self) -> bool {
+        self.buf()[7] >> 4 >= 2 && self.buf().len() >= LEN_V2
     }
 
-    /// v2: negotiated EID.
-    pub fn eid(&self) -> Eid {
-        Eid(super::array(self.buf(), field::EID.start))
+    /// Whether the message carries a first-contact extension of `len` bytes.
+    fn has_fce(&self, len: usize) -> bool {
+        self.has_v2() && self.first_contact() && self.buf().len() >= field::FCE + len
     }
 
-    /// v2: second half of a 128-bit GID.
-    pub fn gid_ext(&self) -> u64 {
-        super::be64(self.buf(), field::GID_EXT.start)
+    /// v2: CHID of the sender's device (`None` for v1).
+    pub fn chid(&self) -> Option<u16> {
+        self.has_v2()
+            .then(|| super::be16(self.buf(), field::CHID.start))
     }
 
-    /// FCE: OS type.
-    pub fn fce_os_type(&self) -> u8 {
-        self.buf()[field::FCE_OS_RELEASE] >> 4
+    /// v2: negotiated EID (`None` for v1).
+    pub fn eid(&self) -> Option<Eid> {
+        self.has_v2()
+            .then(|| Eid(super::array(self.buf(), field::EID.start)))
     }
 
-    /// FCE: release.
-    pub fn fce_release(&self) -> u8 {
-        self.buf()[field::FCE_OS_RELEASE] & 0x0f
+    /// v2: second half of a 128-bit GID (`None` for v1).
+    pub fn gid_ext(&self) -> Option<u64> {
+        self.has_v2()
+            .then(|| super::be64(self.buf(), field::GID_EXT.start))
     }
 
-    /// FCE: host name (blank padded).
-    pub fn fce_hostname(&self) -> [u8; 32] {
-        super::array(self.buf(), field::FCE_HOSTNAME.start)
+    /// FCE: OS type (`None` without a first-contact extension).
+    pub fn fce_os_type(&self) -> Option<u8> {
+        self.has_fce(fce_len(0))
+            .then(|| self.buf()[field::FCE_OS_RELEASE] >> 4)
     }
 
-    /// FCE (release ≥ 1): feature mask.
-    pub fn fce_feature_mask(&self) -> u16 {
-        super::be16(self.buf(), field::FCE_FEATURE_MASK.start)
+    /// FCE: release (`None` without a first-contact extension).
+    pub fn fce_release(&self) -> Option<u8> {
+        self.has_fce(fce_len(0))
+            .then(|| self.buf()[field::FCE_OS_RELEASE] & 0x0f)
     }
 
-    /// FCE (release ≥ 1): vendor experimental options.
-    pub fn fce_vendor_options(&self) -> u32 {
-        super::be32(self.buf(), field::FCE_VENDOR_OPTIONS.start)
+    /// FCE: host name, blank padded (`None` without a first-contact extension).
+    pub fn fce_hostname(&self) -> Option<[u8; 32]> {
+        self.has_fce(fce_len(0))
+            .then(|| super::array(self.buf(), field::FCE_HOSTNAME.start))
+    }
+
+    /// FCE (release ≥ 1): feature mask (`None` without a 52-byte extension).
+    pub fn fce_feature_mask(&self) -> Option<u16> {
+        self.has_fce(fce_len(1))
+            .then(|| super::be16(self.buf(), field::FCE_FEATURE_MASK.start))
+    }
+
+    /// FCE (release ≥ 1): vendor experimental options (`None` without a 52-byte
+    /// extension).
+    pub fn fce_vendor_options(&self) -> Option<u32> {
+        self.has_fce(fce_len(1))
+            .then(|| super::be32(self.buf(), field::FCE_VENDOR_OPTIONS.start))
     }
 }
 
@@ -285,25 +304,23 @@ impl AcceptConfirmRepr {
         };
         let first_contact = packet.first_contact();
         let v2 = (hdr.version >= 2).then(|| AcceptConfirmV2 {
-            chid: packet.chid(),
-            eid: packet.eid(),
-            gid_ext: packet.gid_ext(),
+            chid: packet.chid().unwrap_or_default(),
+            eid: packet.eid().unwrap_or_default(),
+            gid_ext: packet.gid_ext().unwrap_or_default(),
             first_contact_ext: first_contact.then(|| {
-                let release = packet.fce_release();
+                let release = packet.fce_release().unwrap_or_default();
                 FirstContactExt {
-                    os_type: packet.fce_os_type(),
+                    os_type: packet.fce_os_type().unwrap_or_default(),
                     release,
-                    hostname: packet.fce_hostname(),
-                    feature_mask: if release >= 1 {
-                        packet.fce_feature_mask()
-                    } else {
-                        0
-                    },
-                    vendor_options: if release >= 1 {
-                        packet.fce_vendor_options()
-                    } else {
-                        0
-                    },
+                    hostname: packet.fce_hostname().unwrap_or([b' '; 32]),
+                    feature_mask: packet
+                        .fce_feature_mask()
+                        .filter(|_| release >= 1)
+                        .unwrap_or(0),
+                    vendor_options: packet
+                        .fce_vendor_options()
+                        .filter(|_| release >= 1)
+                        .unwrap_or(0),
                 }
             }),
         });

@@ -84,12 +84,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::OS_TYPE] >> 4
     }
 
-    /// Extra diagnosis code `i` (0..4); v2 only.
-    pub fn extra_code(&self, i: usize) -> DeclineCode {
-        DeclineCode(super::be32(
-            self.buffer.as_ref(),
+    /// Extra diagnosis code `i` (0..4); `None` for a v1 Decline or `i` ≥ 4.
+    pub fn extra_code(&self, i: usize) -> Option<DeclineCode> {
+        let buf = self.buffer.as_ref();
+        if i >= 4 || buf[field::VERSION_TYPES] >> 4 < 2 || buf.len() < LEN_V2 {
+            return None;
+        }
+        Some(DeclineCode(super::be32(
+            buf,
             field::EXTRA_CODES.start + 4 * i,
-        ))
+        )))
     }
 }
 
@@ -134,7 +138,6 @@ impl DeclineRepr {
     /// Parses a validated packet.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<DeclineRepr, ClcError> {
         let hdr = ClcHeader::parse(&packet.header())?;
-        let v2 = hdr.version >= 2;
         Ok(DeclineRepr {
             eyecatcher: hdr.eyecatcher,
             version: hdr.version,
@@ -143,13 +146,7 @@ impl DeclineRepr {
             peer_id: packet.peer_id(),
             code: packet.code(),
             os_type: packet.os_type(),
-            extra_codes: core::array::from_fn(|i| {
-                if v2 {
-                    packet.extra_code(i)
-                } else {
-                    DeclineCode(0)
-                }
-            }),
+            extra_codes: core::array::from_fn(|i| packet.extra_code(i).unwrap_or_default()),
         })
     }
 
