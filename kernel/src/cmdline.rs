@@ -15,6 +15,7 @@
 //! | `conns` | integer ≥ 1                             | `1`     |
 //! | `log`   | `off` `error` `warn` `info` `debug` `trace` | `info` |
 //! | `port`  | 1..=65535                               | none    |
+//! | `test`  | test image name (set by `qemu-run.sh runner`; checked, ignored) | none |
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -124,8 +125,8 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 9] = [
-    "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port",
+const KEYS: [&str; 10] = [
+    "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
@@ -170,10 +171,20 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
                         .ok_or(bad("must be between 1 and 65535"))?,
                 );
             }
+            // Set by `qemu-run.sh runner` on in-QEMU test images; validated, not stored.
+            "test" => check_test_name(value).map_err(bad)?,
             _ => unreachable!("every entry of KEYS is handled"),
         }
     }
     Ok(config)
+}
+
+fn check_test_name(s: &str) -> Result<(), &'static str> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then_some(())
+        .ok_or("expected a test name (letters, digits, '_', '-')")
 }
 
 fn parse_ipv4(s: &str) -> Result<Ipv4Addr, &'static str> {

@@ -19,15 +19,16 @@ kernel::test_main!(
     errors_name_the_key_and_value,
 );
 
-/// Must match `profile_cmdline` in profiles.sh.
-const BOOT_LINE: &str = "ip=10.0.0.1/24 peer=10.0.0.2 app=pingpong size=64K count=1000 smc=off conns=4 log=debug port=5001";
+/// The runner's `test=<name>` marker followed by the words `profile_cmdline` in profiles.sh
+/// appends.
+const BOOT_LINE: &str = "test=cmdline ip=10.0.0.1/24 peer=10.0.0.2 app=pingpong size=64K count=1000 smc=off conns=4 log=debug port=5001";
 
 fn boot_command_line_parses() {
     let line: &str = &kernel::boot_info().cmdline;
     assert_eq!(
         line.trim(),
         BOOT_LINE,
-        "profiles.sh passes this line with -append"
+        "qemu-run.sh and profiles.sh pass this line with -append"
     );
     let c = cmdline::parse(line).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -87,6 +88,11 @@ fn every_key_parses() {
     assert!(c.smc);
     assert_eq!(c.log, LevelFilter::Trace);
     assert_eq!((c.conns, c.port, c.count), (1, Some(65535), Some(0)));
+    // The runner's marker on test images is accepted and does not change the config.
+    assert_eq!(
+        cmdline::parse("test=net_loop-2 port=7"),
+        cmdline::parse("port=7")
+    );
     assert_eq!(
         cmdline::parse("ip=1.2.3.4/32")
             .unwrap()
@@ -195,6 +201,10 @@ fn errors_name_the_key_and_value() {
     assert_eq!(
         err("port="),
         "malformed value for 'port': '': expected a decimal number"
+    );
+    assert_eq!(
+        err("test=a/b"),
+        "malformed value for 'test': 'a/b': expected a test name (letters, digits, '_', '-')"
     );
     // A bad token after good ones still fails the whole line.
     assert!(cmdline::parse("ip=10.0.0.1/24 app=echo smc=maybe").is_err());

@@ -16,9 +16,9 @@ profile_clock() {
 }
 
 # ---------------------------------------------------------------- cmdline
-# Must match BOOT_LINE in kernel/tests/cmdline.rs.
+# Appended to the runner's `test=cmdline`; must match BOOT_LINE in kernel/tests/cmdline.rs.
 profile_cmdline() {
-    CMDLINE="ip=10.0.0.1/24 peer=10.0.0.2 app=pingpong size=64K count=1000 smc=off conns=4 log=debug port=5001"
+    CMDLINE+=" ip=10.0.0.1/24 peer=10.0.0.2 app=pingpong size=64K count=1000 smc=off conns=4 log=debug port=5001"
 }
 
 # ---------------------------------------------------------------- pci_scan
