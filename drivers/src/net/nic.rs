@@ -65,14 +65,15 @@ pub trait Nic {
     /// [`NicError::Device`] if the device refused the buffer.
     fn recycle(&mut self, frame: Self::RxFrame) -> Result<(), NicError>;
 
-    /// Is there room to transmit a frame now?
-    fn can_transmit(&self) -> bool;
+    /// Is there room to transmit a frame now? (Reclaims completed transmissions.)
+    fn can_transmit(&mut self) -> bool;
 
-    /// Build a frame of `len` bytes with `fill` and send it.
+    /// Build a frame of `len` bytes with `fill` and hand it to the device. Does not wait
+    /// for the device to finish sending it.
     ///
     /// # Errors
-    /// [`NicError::FrameTooLong`], [`NicError::TransmitQueueFull`] or [`NicError::Device`];
-    /// `fill` has not run when an error is returned.
+    /// [`NicError::FrameTooLong`], [`NicError::TransmitQueueFull`] or [`NicError::Device`]:
+    /// the frame was not sent (`fill` may or may not have run).
     fn transmit<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R)
         -> Result<R, NicError>;
 

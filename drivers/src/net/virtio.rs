@@ -4,8 +4,11 @@
 //!   all memory is identity-mapped, so sharing a buffer with the device is free).
 //! - PCI config space comes through `pci_types::ConfigRegionAccess` (the kernel's ECAM).
 //! - The device is driven with `VirtIONetRaw`: receive buffers are heap boxes posted to
-//!   the receive queue and lent to the stack as [`RxFrame`]s; transmit copies into one
-//!   reused buffer and waits for the device (QEMU completes transmit requests promptly).
+//!   the receive queue and lent to the stack as [`RxFrame`]s; transmit builds each frame
+//!   in one of [`QUEUE_SIZE`] pooled buffers and never waits for the device (completed
+//!   buffers are reclaimed on the next transmit). Waiting would deadlock when the device
+//!   cannot complete a transmission before this same guest drains some receive queue
+//!   (QEMU holds a frame whose receiver has no free buffer).
 //! - Receive interrupts use MSI-X: [`VirtioNet::set_receive_msix_entry`] points the
 //!   receive queue at an MSI-X table entry the kernel programs (virtio 1.x §4.1.4.3
 //!   `queue_msix_vector`; `virtio-drivers` leaves every queue at `NO_VECTOR`).
@@ -31,6 +34,8 @@ use super::nic::{Nic, NicError, MAX_ETHERNET_FRAME_LEN};
 pub const QUEUE_SIZE: usize = 64;
 /// Receive buffer length: virtio-net header (12 bytes) + a full Ethernet frame, rounded.
 pub const RECEIVE_BUFFER_LEN: usize = 2048;
+/// Transmit buffer length: virtio-net header + a full Ethernet frame.
+const TRANSMIT_BUFFER_LEN: usize = 12 + MAX_ETHERNET_FRAME_LEN;
 /// The virtio "no MSI-X vector" value (virtio 1.x §4.1.4.3).
 pub const NO_VECTOR: u16 = 0xFFFF;
 /// Index of the first receive queue (virtio 1.x §5.1.2).
@@ -260,7 +265,10 @@ pub struct VirtioNet<P: DmaPlatform, T: Transport = PciTransport> {
     device: VirtIONetRaw<VirtioHal<P>, T, QUEUE_SIZE>,
     /// Buffers posted to the receive queue, by descriptor token.
     posted: Vec<Option<Box<[u8]>>>,
-    transmit_buffer: Vec<u8>,
+    /// Idle transmit buffers.
+    transmit_free: Vec<Box<[u8]>>,
+    /// Transmit buffers the device owns, by descriptor token, with the length sent.
+    transmit_in_flight: Vec<Option<(Box<[u8]>, usize)>>,
     common_config: Option<NonNull<CommonConfigHead>>,
 }
 
@@ -364,9 +372,28 @@ impl<P: DmaPlatform, T: Transport> VirtioNet<P, T> {
         Ok(Self {
             device,
             posted,
-            transmit_buffer: Vec::with_capacity(MAX_ETHERNET_FRAME_LEN),
+            transmit_free: (0..QUEUE_SIZE)
+                .map(|_| vec![0u8; TRANSMIT_BUFFER_LEN].into_boxed_slice())
+                .collect(),
+            transmit_in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
             common_config: None,
         })
+    }
+
+    /// Take back the buffers of transmissions the device has completed.
+    fn reclaim_transmitted(&mut self) -> Result<(), NicError> {
+        while let Some(token) = self.device.poll_transmit() {
+            let (buffer, len) = self
+                .transmit_in_flight
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+                .ok_or(NicError::DeviceMisbehaved)?;
+            // SAFETY: `buffer[..len]` is exactly what `transmit_begin` got for `token`.
+            let done = unsafe { self.device.transmit_complete(token, &buffer[..len]) };
+            self.transmit_free.push(buffer);
+            done.map_err(|_| NicError::DeviceMisbehaved)?;
+        }
+        Ok(())
     }
 
     fn post(&mut self, mut buffer: Box<[u8]>) -> Result<(), NicError> {
@@ -421,8 +448,11 @@ impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
         self.post(frame.buffer)
     }
 
-    fn can_transmit(&self) -> bool {
-        self.device.can_send()
+    fn can_transmit(&mut self) -> bool {
+        if let Err(e) = self.reclaim_transmitted() {
+            log::warn!("virtio-net: transmit completion: {e}");
+        }
+        !self.transmit_free.is_empty() && self.device.can_send()
     }
 
     fn transmit<R>(
@@ -433,16 +463,40 @@ impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
         if len > self.max_frame_len() {
             return Err(NicError::FrameTooLong(len));
         }
-        if !self.device.can_send() {
-            return Err(NicError::TransmitQueueFull);
+        self.reclaim_transmitted()?;
+        let mut buffer = self
+            .transmit_free
+            .pop()
+            .ok_or(NicError::TransmitQueueFull)?;
+        let header_len = match self.device.fill_buffer_header(&mut buffer) {
+            Ok(header_len) => header_len,
+            Err(_) => {
+                self.transmit_free.push(buffer);
+                return Err(NicError::Device);
+            }
+        };
+        let total = header_len + len;
+        let result = fill(&mut buffer[header_len..total]);
+        // SAFETY: the buffer is parked in `transmit_in_flight` (or back in the free list
+        // on error) and not touched until the device completes the request.
+        match unsafe { self.device.transmit_begin(&buffer[..total]) } {
+            Ok(token) => match self.transmit_in_flight.get_mut(usize::from(token)) {
+                Some(slot @ None) => {
+                    *slot = Some((buffer, total));
+                    Ok(result)
+                }
+                // A token we already hold: keep the buffer alive (leaked into the
+                // free list would alias the device's use); report the device.
+                _ => {
+                    core::mem::forget(buffer);
+                    Err(NicError::DeviceMisbehaved)
+                }
+            },
+            Err(_) => {
+                self.transmit_free.push(buffer);
+                Err(NicError::TransmitQueueFull)
+            }
         }
-        self.transmit_buffer.clear();
-        self.transmit_buffer.resize(len, 0);
-        let result = fill(&mut self.transmit_buffer);
-        self.device
-            .send(&self.transmit_buffer)
-            .map_err(|_| NicError::Device)?;
-        Ok(result)
     }
 
     fn ack_interrupt(&mut self) -> bool {
