@@ -832,3 +832,170 @@ fn directory_snapshots_stay_consistent_under_churn() {
         "each join and leave bumps the server epoch: {final_epoch}"
     );
 }
+
+/// QEMU's qtest protocol (QEMU connects to our listener): one command per line,
+/// answered by a line starting with `OK` (plus a value for reads).
+struct Qtest {
+    reader: BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+}
+
+impl Qtest {
+    fn cmd(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.writer, "{command}").unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "qtest closed"
+            );
+            let line = line.trim().to_string();
+            if line.starts_with("OK") {
+                return line;
+            }
+            assert!(
+                !line.starts_with("FAIL") && !line.starts_with("ERR"),
+                "{command}: {line}"
+            );
+        }
+    }
+
+    fn read(&mut self, command: &str) -> u64 {
+        let line = self.cmd(command);
+        let value = line.trim_start_matches("OK ").trim_start_matches("0x");
+        u64::from_str_radix(value, 16).unwrap_or_else(|_| panic!("{command}: {line}"))
+    }
+
+    /// 32-bit PCI config access to device 00:04.0 through the CF8/CFC ports.
+    fn config_read(&mut self, register: u32) -> u32 {
+        self.cmd(&format!("outl 0xcf8 {:#x}", 0x8000_2000u32 | register));
+        self.read("inl 0xcfc") as u32
+    }
+
+    fn config_write(&mut self, register: u32, value: u32) {
+        self.cmd(&format!("outl 0xcf8 {:#x}", 0x8000_2000u32 | register));
+        self.cmd(&format!("outl 0xcfc {value:#x}"));
+    }
+}
+
+#[test]
+fn real_qemu_doorbells_reach_peers_both_ways() {
+    let qemu = "qemu-system-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        println!("SKIPPED: {qemu} not found");
+        return;
+    }
+    const BAR0: u64 = 0xfe00_0000;
+    const BAR1: u64 = 0xfe00_1000;
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "4M"]);
+    let (a, ha) = server.join(2);
+    let qtest_path = server.dir.path().join("qtest.sock");
+    let qtest_listener = UnixListener::bind(&qtest_path).unwrap();
+    let chardev = format!("socket,path={},id=ivs", server.socket.display());
+    let mut qemu_child = Command::new(qemu)
+        .args([
+            "-machine",
+            "q35",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-m",
+            "64M",
+        ])
+        .arg("-qtest")
+        .arg(format!("unix:{}", qtest_path.display()))
+        .args(["-chardev", &chardev])
+        .args([
+            "-device",
+            "ivshmem-doorbell,chardev=ivs,vectors=2,addr=04.0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    qtest_listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stream = loop {
+        match qtest_listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    qemu_child.try_wait().unwrap().is_none(),
+                    "QEMU exited early"
+                );
+                assert!(Instant::now() < deadline, "QEMU never connected to qtest");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("qtest accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut qt = Qtest {
+        reader: BufReader::new(stream.try_clone().unwrap()),
+        writer: stream,
+    };
+
+    // QEMU joined as peer 1; A holds QEMU's eventfds from the join notice.
+    let qemu_vec0 = expect_msg(&a, 1, true).unwrap();
+    let qemu_vec1 = expect_msg(&a, 1, true).unwrap();
+    assert_eq!(
+        qt.config_read(0),
+        0x1110_1af4,
+        "ivshmem 1af4:1110 at 00:04.0"
+    );
+    qt.config_write(0x10, BAR0 as u32);
+    qt.config_write(0x14, BAR1 as u32);
+    qt.config_write(0x04, 0x2); // memory space enable
+                                // IVPosition (BAR0 + 8) is the ID our server gave QEMU.
+    assert_eq!(qt.read(&format!("readl {:#x}", BAR0 + 8)), 1);
+
+    // Guest -> peer: a doorbell write (peer 0, vector 1) rings A's own vector-1 eventfd.
+    qt.cmd(&format!("writel {:#x} 0x00000001", BAR0 + 12));
+    expect_rung(&ha.own[usize::from(VECTOR_DMB)]);
+    qt.cmd(&format!("writel {:#x} 0x00000000", BAR0 + 12));
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
+
+    // Peer -> guest: enable MSI-X (all vectors masked at reset) so QEMU records a ring
+    // of its eventfd as a pending bit in the PBA.
+    let mut capability = qt.config_read(0x34) & 0xfc;
+    let mut msix = None;
+    while capability != 0 {
+        let header = qt.config_read(capability);
+        if header & 0xff == 0x11 {
+            msix = Some(capability);
+            break;
+        }
+        capability = (header >> 8) & 0xfc;
+    }
+    let msix = msix.expect("MSI-X capability");
+    let header = qt.config_read(msix);
+    qt.config_write(msix, header | (1 << 31)); // Message Control bit 15: MSI-X enable
+    let pba = qt.config_read(msix + 8);
+    assert_eq!(pba & 0x7, 1, "PBA in BAR1");
+    let pba_address = BAR1 + u64::from(pba & !0x7);
+    let pending = |qt: &mut Qtest| qt.read(&format!("readl {pba_address:#x}"));
+    assert_eq!(pending(&mut qt), 0);
+    ring(&qemu_vec1).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while pending(&mut qt) & 0b10 == 0 {
+        assert!(Instant::now() < deadline, "vector 1 never pending in QEMU");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ring(&qemu_vec0).unwrap();
+    while pending(&mut qt) & 0b01 == 0 {
+        assert!(Instant::now() < deadline, "vector 0 never pending in QEMU");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    qemu_child.kill().unwrap();
+    qemu_child.wait().unwrap();
+    expect_msg(&a, 1, false);
+    wait_directory(ha.shm.as_fd(), "qemu dead", |d| {
+        state(d, 1) == Some(PeerState::Dead)
+    });
+}
