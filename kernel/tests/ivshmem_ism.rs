@@ -17,12 +17,11 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use drivers::ivshmem::device::{IvshmemDevice, DEVICE_ID, MSIX_ENTRIES, VECTOR_DMB, VENDOR_ID};
-use drivers::ivshmem::{Bar0, Bar2Memory, IvshmemIsm, RdRandRng};
-use kernel::executor::{self, InterruptEvent};
-use kernel::msix::MsixTable;
-use kernel::pci;
-use kernel::{clock, memory, platform};
+mod ivshmem_common;
+
+use drivers::ivshmem::device::VECTOR_DMB;
+use ivshmem_common::{setup, wait_past, Setup};
+use kernel::clock;
 use smcd::ism::{DmbToken, IsmDevice, IsmError, IsmEvent};
 use smcd::shm::SharedMemory;
 
@@ -35,18 +34,6 @@ kernel::test_main!(
 /// Rings of the doorbell test (each awaited before the next).
 const RINGS: u64 = 1000;
 
-type Ism = IvshmemIsm<Bar2Memory, Bar0, RdRandRng>;
-
-struct Setup {
-    device: IvshmemDevice,
-    ism: Ism,
-    /// MSI-X table kept alive (and programmed) for the whole run.
-    _table: MsixTable,
-    /// Interrupt events of MSI-X entries 0 (control) and 1 (DMB signal).
-    events: [&'static InterruptEvent; 2],
-    bar2_size: u64,
-}
-
 static SETUP: spin::Mutex<Option<Setup>> = spin::Mutex::new(None);
 
 fn with_setup<R>(f: impl FnOnce(&mut Setup) -> R) -> R {
@@ -55,63 +42,6 @@ fn with_setup<R>(f: impl FnOnce(&mut Setup) -> R) -> R {
         *guard = Some(setup());
     }
     f(guard.as_mut().expect("set up above"))
-}
-
-fn setup() -> Setup {
-    platform::init().unwrap_or_else(|e| panic!("{e}"));
-    let dev = pci::find(VENDOR_ID, DEVICE_ID).next().expect(
-        "no ivshmem-doorbell device: qemu-run.sh must source kernel/tests/profiles-ivshmem.sh",
-    );
-    let (bar0, bar0_size) = dev.memory_bar(0).expect("ivshmem BAR0");
-    let (bar2, bar2_size) = dev.memory_bar(2).expect("ivshmem BAR2");
-    dev.enable_memory_and_bus_master().unwrap();
-    let mut table = MsixTable::new(dev).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        table.len(),
-        MSIX_ENTRIES,
-        "the profile gives the device 2 vectors"
-    );
-    let mut events = Vec::new();
-    for entry in 0..MSIX_ENTRIES {
-        let (vector, event) = executor::allocate_interrupt().expect("free vector");
-        table.set_vector(entry, vector).unwrap();
-        table.unmask(entry).unwrap();
-        events.push(event);
-    }
-    table.enable().unwrap();
-    let regs = memory::map_mmio(bar0, bar0_size).unwrap();
-    // BAR2 is host RAM shared with the server: write-back, like any RAM.
-    let region = memory::map_mmio_cached(bar2, bar2_size).unwrap();
-    // SAFETY: `regs` maps this device's BAR0 uncached and `region` its whole BAR2, both
-    // for the rest of the run; nothing else in this test touches either range.
-    let device = unsafe { IvshmemDevice::new(regs as usize, region as usize, bar2_size as usize) }
-        .expect("mapped BARs are aligned");
-    let rng = RdRandRng::new().expect("RDRAND (QEMU -cpu max provides it)");
-    let ism = device.into_ism(rng).unwrap_or_else(|e| panic!("{e}"));
-    kernel::serial_println!(
-        "ivshmem: peer {} gid {:016x}:{:016x} chid {:#06x}, region {} bytes at {bar2:#x}",
-        ism.peer_id(),
-        ism.local_gid().gid,
-        ism.local_gid().gid_ext,
-        ism.chid(),
-        bar2_size
-    );
-    Setup {
-        device,
-        ism,
-        _table: table,
-        events: [events[0], events[1]],
-        bar2_size,
-    }
-}
-
-/// Waits (bounded) until `event` has counted past `seen`.
-fn wait_past(event: &'static InterruptEvent, seen: u64, timeout: Duration) -> bool {
-    executor::run_until(executor::with_deadline(
-        clock::now() + timeout,
-        event.wait(seen),
-    ))
-    .is_ok()
 }
 
 fn region_is_validated_and_directory_gives_our_gid() {

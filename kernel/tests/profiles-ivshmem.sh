@@ -58,3 +58,56 @@ pre_ivshmem_ism() {
 post_ivshmem_ism() {
     ivsh_stop_server
 }
+
+# ---------------------------------------------------------------- ivshmem_pair
+# Two VMs on one region: the runner boots this image as VM A; pre_ starts the server and
+# the same image as VM B (same QEMU base arguments as the runner, serial to a file, its own
+# hard timeout); post_ requires VM B's pass code and final line as well.
+IVSH_PAIR_TIMEOUT=240
+
+profile_ivshmem_pair() {
+    ((QEMU_TIMEOUT < IVSH_PAIR_TIMEOUT)) && QEMU_TIMEOUT=$IVSH_PAIR_TIMEOUT
+    QEMU_ARGS+=(
+        -chardev "socket,path=$RUN_DIR/ivshmem.sock,id=ivsh0"
+        -device ivshmem-doorbell,chardev=ivsh0,vectors=2
+    )
+}
+
+pre_ivshmem_pair() {
+    # `image` is the runner's local variable (bash scoping: visible in this hook).
+    [[ -n "${image:-}" && -f "$image" ]] || {
+        echo "pre_ivshmem_pair: the runner's image path is not visible" >&2
+        return 1
+    }
+    ivsh_start_server -l 4M -n 2 --max-peers 4 || return 1
+    base_args tcg
+    local cmd=("${QEMU_CMD[@]}"
+        -serial "file:$RUN_DIR/peer-b.serial"
+        -kernel "$image" -append "test=ivshmem_pair"
+        -chardev "socket,path=$RUN_DIR/ivshmem.sock,id=ivsh0"
+        -device ivshmem-doorbell,chardev=ivsh0,vectors=2)
+    timeout -s KILL "$QEMU_TIMEOUT" "${cmd[@]}" </dev/null >"$RUN_DIR/peer-b.qemu.log" 2>&1 &
+    IVSH_PEER_PID=$!
+    return 0
+}
+
+post_ivshmem_pair() {
+    local status=0 last=""
+    if [[ -n "${IVSH_PEER_PID:-}" ]]; then
+        wait "$IVSH_PEER_PID" || status=$?
+        IVSH_PEER_PID=""
+    else
+        status=1
+    fi
+    ivsh_stop_server
+    last="$(tr -d '\r' <"$RUN_DIR/peer-b.serial" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n1 || true)"
+    echo "post_ivshmem_pair: VM B exit status $status, final line '$last'" >&2
+    if [[ "$status" -eq 33 && "$last" =~ ^kernel\ tests:\ [0-9]+\ passed,\ 0\ failed$ ]]; then
+        grep -E '^(pair|ivshmem):' "$RUN_DIR/peer-b.serial" | sed 's/^/VM B: /' >&2 || true
+        return 0
+    fi
+    echo "post_ivshmem_pair: VM B failed; its serial output:" >&2
+    tr -d '\r' <"$RUN_DIR/peer-b.serial" | tail -n 40 | sed 's/^/VM B: /' >&2 || true
+    cat "$RUN_DIR/peer-b.qemu.log" >&2 || true
+    return 1
+}
