@@ -120,7 +120,7 @@ choose_accel() {
     cache="${TMPDIR:-/tmp}/smcd-qemu-accel.$(id -u).$boot_id"
     if [[ -s "$cache" ]]; then cat "$cache"; return; fi
     local result=tcg t
-    if t="$(first_line_time "$image" kvm 3)" && awk -v t="$t" 'BEGIN { exit !(t < 1.0) }'; then
+    if t="$(first_line_time "$image" kvm 3)" && awk -v t="${t%% *}" 'BEGIN { exit !(t < 1.0) }'; then
         result=kvm
     fi
     echo "$result" >"$cache"
@@ -175,8 +175,9 @@ run_qemu() {
     return "$status"
 }
 
-# first_line_time <image> <accel> <timeout>: seconds from QEMU start to the first complete
-# serial line (stdout of this function), or failure.
+# first_line_time <image> <accel> <timeout>: prints "<wall> <cpu>": seconds from QEMU start
+# to the first complete serial line, and the CPU time QEMU used until then (user + system,
+# 10 ms resolution; unlike wall time it does not grow when other processes share the CPUs).
 first_line_time() {
     local image="$1" accel="$2" limit="$3" dir pid start now
     dir="$(mktemp -d "${TMPDIR:-/tmp}/smcd-boot-time.XXXXXX")"
@@ -185,9 +186,10 @@ first_line_time() {
     start="$(date +%s.%N)"
     "${QEMU_CMD[@]}" </dev/null >/dev/null 2>&1 &
     pid=$!
-    local found=""
+    local found="" cpu=""
     while now="$(date +%s.%N)"; awk -v n="$now" -v s="$start" -v l="$limit" 'BEGIN { exit !(n - s < l) }'; do
         if [[ -f "$dir/serial" ]] && grep -q $'\n' "$dir/serial" 2>/dev/null; then
+            cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || true)"
             found=yes
             break
         fi
@@ -198,7 +200,7 @@ first_line_time() {
     wait "$pid" 2>/dev/null || true
     rm -rf -- "$dir"
     [[ -n "$found" ]] || return 1
-    awk -v n="$now" -v s="$start" 'BEGIN { printf "%.3f\n", n - s }'
+    awk -v n="$now" -v s="$start" -v c="${cpu:-?}" 'BEGIN { printf "%.3f %s\n", n - s, c }'
 }
 
 # ---------------------------------------------------------------- subcommands
@@ -359,15 +361,22 @@ cmd_boot_time() {
         image="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$TARGET/release/kernel"
     fi
     [[ -f "$image" ]] || die "no such image: $image"
-    local accel="${QEMU_ACCEL:-tcg}" i t best="" all=()
+    local accel="${QEMU_ACCEL:-tcg}" i t walls=() cpus=()
     [[ "$accel" == auto ]] && accel="$(choose_accel "$image")"
     log "accel=$accel image=$image size=$(stat -c %s "$image") bytes"
     for ((i = 0; i < runs; i++)); do
         t="$(first_line_time "$image" "$accel" 10)" || die "no serial line within 10 s"
-        all+=("$t")
-        if [[ -z "$best" ]] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then best="$t"; fi
+        walls+=("${t%% *}")
+        cpus+=("${t##* }")
     done
-    echo "boot to first serial line (s, $runs runs): ${all[*]}; best $best"
+    local median best
+    median="$(printf '%s\n' "${walls[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+    best="$(printf '%s\n' "${walls[@]}" | sort -n | head -n1)"
+    echo "boot to first serial line, $runs runs, accel=$accel"
+    echo "  wall seconds: ${walls[*]} (best $best, median $median)"
+    echo "  QEMU CPU seconds until then: ${cpus[*]}"
+    echo "  host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "image size: $(stat -c %s "$image") bytes"
 }
 
 main() {
