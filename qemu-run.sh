@@ -60,8 +60,10 @@ check_prereqs() {
     if ! command -v "$QEMU_BIN" >/dev/null 2>&1; then
         if [[ $(id -u) -eq 0 && -z "${QEMU_NO_INSTALL:-}" ]] && command -v apt-get >/dev/null; then
             log "$QEMU_BIN missing; installing: apt-get update && apt-get install -y qemu-system-x86"
-            apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-system-x86 >&2 \
-                || { log "install failed; run: apt-get install -y qemu-system-x86"; missing=1; }
+            if ! { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-system-x86 >&2; }; then
+                log "install failed; run: apt-get install -y qemu-system-x86"
+                missing=1
+            fi
         else
             log "missing $QEMU_BIN; install it with: apt-get install -y qemu-system-x86"
             missing=1
@@ -132,6 +134,7 @@ choose_accel() {
 base_args() {
     local accel="$1" cpu=max
     [[ "$accel" == kvm ]] && cpu=host
+    # shellcheck disable=SC2054 # commas belong to QEMU option values
     QEMU_CMD=(
         "$QEMU_BIN" -machine q35 -accel "$accel" -cpu "$cpu" -m "$QEMU_MEMORY"
         -nodefaults -no-user-config -display none -no-reboot
