@@ -879,30 +879,31 @@ impl Qtest {
     }
 }
 
-#[test]
-fn real_qemu_doorbells_reach_peers_both_ways() {
-    let qemu = "qemu-system-x86_64";
-    if Command::new(qemu).arg("--version").output().is_err() {
-        println!("SKIPPED: {qemu} not found");
-        return;
+const BAR0: u64 = 0xfe00_0000;
+const BAR1: u64 = 0xfe00_1000;
+
+fn qemu_available() -> bool {
+    let found = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        println!("SKIPPED: qemu-system-x86_64 not found");
     }
-    const BAR0: u64 = 0xfe00_0000;
-    const BAR1: u64 = 0xfe00_1000;
-    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "4M"]);
-    let (a, ha) = server.join(2);
-    let qtest_path = server.dir.path().join("qtest.sock");
+    found
+}
+
+/// Starts QEMU (paused: no guest code runs; qtest drives the device) with an ivshmem-doorbell at 00:04.0
+/// connected to `server`, and returns it with its qtest connection.
+fn start_qtest_qemu(server: &ServerProc, name: &str) -> (Child, Qtest) {
+    let qtest_path = server.dir.path().join(format!("{name}.qtest"));
     let qtest_listener = UnixListener::bind(&qtest_path).unwrap();
     let chardev = format!("socket,path={},id=ivs", server.socket.display());
-    let mut qemu_child = Command::new(qemu)
-        .args([
-            "-machine",
-            "q35",
-            "-display",
-            "none",
-            "-nodefaults",
-            "-m",
-            "64M",
-        ])
+    let mut child = Command::new("qemu-system-x86_64")
+        // -S: no guest code runs (this QEMU has no qtest accelerator, so without it
+        // SeaBIOS would run under TCG and race our CF8/CFC accesses and BAR setup).
+        .args(["-machine", "q35", "-accel", "tcg", "-S", "-display", "none"])
+        .args(["-nodefaults", "-m", "64M"])
         .arg("-qtest")
         .arg(format!("unix:{}", qtest_path.display()))
         .args(["-chardev", &chardev])
@@ -921,10 +922,7 @@ fn real_qemu_doorbells_reach_peers_both_ways() {
         match qtest_listener.accept() {
             Ok((stream, _)) => break stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(
-                    qemu_child.try_wait().unwrap().is_none(),
-                    "QEMU exited early"
-                );
+                assert!(child.try_wait().unwrap().is_none(), "QEMU exited early");
                 assert!(Instant::now() < deadline, "QEMU never connected to qtest");
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -935,62 +933,96 @@ fn real_qemu_doorbells_reach_peers_both_ways() {
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let mut qt = Qtest {
+    let qtest = Qtest {
         reader: BufReader::new(stream.try_clone().unwrap()),
         writer: stream,
     };
+    (child, qtest)
+}
+
+impl Qtest {
+    /// Maps BAR0/BAR1, enables memory decoding and MSI-X (vectors stay masked, so a
+    /// ring of this QEMU's eventfd shows up as a PBA bit). Returns the PBA address.
+    fn setup_ivshmem(&mut self) -> u64 {
+        assert_eq!(
+            self.config_read(0),
+            0x1110_1af4,
+            "ivshmem 1af4:1110 at 00:04.0"
+        );
+        self.config_write(0x10, BAR0 as u32);
+        self.config_write(0x14, BAR1 as u32);
+        self.config_write(0x04, 0x2); // memory space enable
+        let mut capability = self.config_read(0x34) & 0xfc;
+        let mut msix = None;
+        while capability != 0 {
+            let header = self.config_read(capability);
+            if header & 0xff == 0x11 {
+                msix = Some(capability);
+                break;
+            }
+            capability = (header >> 8) & 0xfc;
+        }
+        let msix = msix.expect("MSI-X capability");
+        let header = self.config_read(msix);
+        self.config_write(msix, header | (1 << 31)); // Message Control bit 15: enable
+        let pba = self.config_read(msix + 8);
+        assert_eq!(pba & 0x7, 1, "PBA in BAR1");
+        BAR1 + u64::from(pba & !0x7)
+    }
+
+    fn pending(&mut self, pba: u64) -> u64 {
+        self.read(&format!("readl {pba:#x}"))
+    }
+
+    fn wait_pending(&mut self, pba: u64, bit: u32, what: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.pending(pba) & (1 << bit) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: vector {bit} never pending"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn doorbell(&mut self, peer: u16, vector: u16) {
+        self.cmd(&format!(
+            "writel {:#x} {:#x}",
+            BAR0 + 12,
+            (u32::from(peer) << 16) | u32::from(vector)
+        ));
+    }
+}
+
+#[test]
+fn real_qemu_doorbells_reach_peers_both_ways() {
+    if !qemu_available() {
+        return;
+    }
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "4M"]);
+    let (a, ha) = server.join(2);
+    let (mut qemu_child, mut qt) = start_qtest_qemu(&server, "q1");
 
     // QEMU joined as peer 1; A holds QEMU's eventfds from the join notice.
     let qemu_vec0 = expect_msg(&a, 1, true).unwrap();
     let qemu_vec1 = expect_msg(&a, 1, true).unwrap();
-    assert_eq!(
-        qt.config_read(0),
-        0x1110_1af4,
-        "ivshmem 1af4:1110 at 00:04.0"
-    );
-    qt.config_write(0x10, BAR0 as u32);
-    qt.config_write(0x14, BAR1 as u32);
-    qt.config_write(0x04, 0x2); // memory space enable
-                                // IVPosition (BAR0 + 8) is the ID our server gave QEMU.
+    let pba = qt.setup_ivshmem();
+    // IVPosition (BAR0 + 8) is the ID our server gave QEMU.
     assert_eq!(qt.read(&format!("readl {:#x}", BAR0 + 8)), 1);
 
     // Guest -> peer: a doorbell write (peer 0, vector 1) rings A's own vector-1 eventfd.
-    qt.cmd(&format!("writel {:#x} 0x00000001", BAR0 + 12));
+    qt.doorbell(0, VECTOR_DMB);
     expect_rung(&ha.own[usize::from(VECTOR_DMB)]);
-    qt.cmd(&format!("writel {:#x} 0x00000000", BAR0 + 12));
+    qt.doorbell(0, VECTOR_CONTROL);
     expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
 
-    // Peer -> guest: enable MSI-X (all vectors masked at reset) so QEMU records a ring
-    // of its eventfd as a pending bit in the PBA.
-    let mut capability = qt.config_read(0x34) & 0xfc;
-    let mut msix = None;
-    while capability != 0 {
-        let header = qt.config_read(capability);
-        if header & 0xff == 0x11 {
-            msix = Some(capability);
-            break;
-        }
-        capability = (header >> 8) & 0xfc;
-    }
-    let msix = msix.expect("MSI-X capability");
-    let header = qt.config_read(msix);
-    qt.config_write(msix, header | (1 << 31)); // Message Control bit 15: MSI-X enable
-    let pba = qt.config_read(msix + 8);
-    assert_eq!(pba & 0x7, 1, "PBA in BAR1");
-    let pba_address = BAR1 + u64::from(pba & !0x7);
-    let pending = |qt: &mut Qtest| qt.read(&format!("readl {pba_address:#x}"));
-    assert_eq!(pending(&mut qt), 0);
+    // Peer -> guest: a ring of QEMU's eventfd becomes a pending MSI-X vector.
+    assert_eq!(qt.pending(pba), 0);
     ring(&qemu_vec1).unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while pending(&mut qt) & 0b10 == 0 {
-        assert!(Instant::now() < deadline, "vector 1 never pending in QEMU");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    qt.wait_pending(pba, 1, "ring from A");
+    assert_eq!(qt.pending(pba) & 1, 0, "only vector 1");
     ring(&qemu_vec0).unwrap();
-    while pending(&mut qt) & 0b01 == 0 {
-        assert!(Instant::now() < deadline, "vector 0 never pending in QEMU");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    qt.wait_pending(pba, 0, "ring from A");
 
     qemu_child.kill().unwrap();
     qemu_child.wait().unwrap();
@@ -998,4 +1030,56 @@ fn real_qemu_doorbells_reach_peers_both_ways() {
     wait_directory(ha.shm.as_fd(), "qemu dead", |d| {
         state(d, 1) == Some(PeerState::Dead)
     });
+}
+
+#[test]
+fn two_real_qemus_signal_each_other_and_survivor_is_rung() {
+    if !qemu_available() {
+        return;
+    }
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "4M"]);
+    // A fake client only to watch the directory and the notices.
+    let (watch, hw) = server.join(2);
+    let (mut q1, mut qt1) = start_qtest_qemu(&server, "q1");
+    expect_msg(&watch, 1, true);
+    expect_msg(&watch, 1, true);
+    let (mut q2, mut qt2) = start_qtest_qemu(&server, "q2");
+    expect_msg(&watch, 2, true);
+    expect_msg(&watch, 2, true);
+    let pba1 = qt1.setup_ivshmem();
+    let pba2 = qt2.setup_ivshmem();
+    assert_eq!(qt1.read(&format!("readl {:#x}", BAR0 + 8)), 1);
+    assert_eq!(qt2.read(&format!("readl {:#x}", BAR0 + 8)), 2);
+
+    // VM 1 rings VM 2's DMB vector through the eventfds our server forwarded. QEMU 1
+    // handles the join notice for peer 2 asynchronously; until then the doorbell is
+    // ignored, so repeat it (idempotent) until VM 2 shows the vector pending.
+    let deadline = Instant::now() + TIMEOUT;
+    while qt2.pending(pba2) & 0b10 == 0 {
+        assert!(Instant::now() < deadline, "VM 2 never saw VM 1's doorbell");
+        qt1.doorbell(2, VECTOR_DMB);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    qt2.doorbell(1, VECTOR_DMB);
+    qt1.wait_pending(pba1, 1, "VM 2 -> VM 1");
+
+    // VM 2 dies: the directory says so and the survivor is rung on the control vector.
+    assert_eq!(
+        qt1.pending(pba1) & 1,
+        0,
+        "control vector idle before the death"
+    );
+    q2.kill().unwrap();
+    q2.wait().unwrap();
+    expect_msg(&watch, 2, false);
+    wait_directory(hw.shm.as_fd(), "VM 2 dead", |d| {
+        state(d, 2) == Some(PeerState::Dead) && state(d, 1) == Some(PeerState::Active)
+    });
+    qt1.wait_pending(pba1, 0, "control ring after VM 2 died");
+    assert!(
+        q1.try_wait().unwrap().is_none(),
+        "VM 1 survives its peer's death"
+    );
+    q1.kill().unwrap();
+    q1.wait().unwrap();
 }
