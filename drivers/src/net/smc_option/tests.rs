@@ -689,3 +689,62 @@ fn disabled_middleware_is_transparent() {
     assert_eq!(wrapped.client_frames, *client_log.borrow());
     assert_eq!(wrapped.server_frames, *server_log.borrow());
 }
+
+mod hostile_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Check what a successful rewrite must look like: valid lengths and checksums, the
+    /// option recognised, and the original header fields unchanged.
+    fn assert_well_formed_rewrite(original: &[u8], rewritten: &[u8]) {
+        assert_eq!(rewritten.len(), original.len() + 8);
+        let (_, options, repr) = checked_tcp(rewritten);
+        assert!(options_carry_smc(&options));
+        assert_eq!(repr.control, smoltcp::wire::TcpControl::Syn);
+        // Ethernet header and the fixed TCP fields before the data offset are unchanged.
+        assert_eq!(rewritten[..14], original[..14]);
+        assert_eq!(
+            rewritten[TCP_AT..TCP_AT + 12],
+            original[TCP_AT..TCP_AT + 12]
+        );
+    }
+
+    proptest! {
+        /// Arbitrary bytes: no panic, and nothing is recorded or rewritten unless it
+        /// parses as a TCP SYN.
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = classify_received(&frame, &caps());
+            let _ = classify_outgoing(&frame);
+            let mut out = [0u8; MAX_REWRITTEN_FRAME_LEN];
+            if let Ok(len) = insert_smc_option(&frame, &mut out, &caps()) {
+                assert!(classify_outgoing(&frame).is_some());
+                assert_eq!(len, usize::from(u16::from_be_bytes([frame[16], frame[17]])) + 14 + 8);
+            }
+        }
+
+        /// A real SYN with corrupted bytes in its options: either left alone with an
+        /// error, or rewritten into a well-formed frame.
+        #[test]
+        fn corrupted_options_are_handled(
+            position in 0usize..20,
+            value in any::<u8>(),
+            frame_choice in 0usize..2,
+        ) {
+            let mut frame = if frame_choice == 0 { LINUX_SYN.to_vec() } else { SMOLTCP_SYN.to_vec() };
+            let options_at = TCP_AT + 20;
+            let options_len = frame.len() - options_at;
+            frame[options_at + position % options_len] = value;
+            // Recompute the checksum so only the options are "hostile".
+            {
+                let mut tcp = TcpPacket::new_unchecked(&mut frame[TCP_AT..]);
+                tcp.fill_checksum(&CLIENT.addr, &SERVER.addr);
+            }
+            match insert(&frame) {
+                Ok(out) => assert_well_formed_rewrite(&frame, &out),
+                Err(error) => assert_eq!(error, InsertError::MalformedOptions),
+            }
+        }
+    }
+}
