@@ -773,36 +773,58 @@ fn real_qemu_joins_and_is_marked_dead_when_killed() {
 #[test]
 fn directory_snapshots_stay_consistent_under_churn() {
     use ivshmem_server::client::{EntryError, MappedRegion};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     let server = ServerProc::start(&["-n", "1", "--max-peers", "8", "-l", "1M"]);
     let (_a, ha) = server.join(1);
     let shm = ha.shm.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let stop_reader = stop.clone();
-    // A guest-like reader: seqlock reads of every entry while peers come and go.
+    // The server epoch after which the reader has completed a full scan.
+    let scanned = Arc::new(AtomicU64::new(0));
+    let (stop_reader, scanned_reader) = (stop.clone(), scanned.clone());
+    // A guest-like reader: seqlock reads of every entry, continuously, while the server
+    // rewrites entries. Any torn or out-of-order snapshot fails `read_entry` (Corrupt)
+    // or the monotonicity checks.
     let reader = std::thread::spawn(move || {
         let region = MappedRegion::map(shm.as_fd()).unwrap();
         let (mut snapshots, mut busy) = (0u64, 0u64);
         let mut seen = BTreeSet::new();
         let mut last_server_epoch = 0;
+        let mut last_epoch = [0u64; 8];
         while !stop_reader.load(Ordering::Relaxed) {
             let server_epoch = region.server_epoch();
             assert!(server_epoch >= last_server_epoch, "server epoch went back");
             last_server_epoch = server_epoch;
-            for peer in 0..8 {
+            for peer in 0..8u32 {
                 match region.read_entry(peer) {
                     Ok(entry) => {
                         snapshots += 1;
-                        seen.insert((peer, format!("{}", entry.state)));
+                        let last = &mut last_epoch[peer as usize];
+                        assert!(entry.epoch >= *last, "peer {peer} epoch went back");
+                        *last = entry.epoch;
+                        seen.insert((peer, entry.state.to_string()));
                     }
                     Err(EntryError::Busy) => busy += 1,
                     Err(err) => panic!("peer {peer}: {err:?}"),
                 }
             }
+            scanned_reader.store(server_epoch, Ordering::Release);
         }
         (snapshots, busy, seen)
     });
+    // Lockstep: after each join or leave, wait until the reader has scanned the
+    // directory at (or after) the new server epoch, so it observes every state.
+    let mut expected_epoch = 1; // A's join
+    let wait_scanned = |epoch: u64| {
+        let deadline = Instant::now() + TIMEOUT;
+        while scanned.load(Ordering::Acquire) < epoch {
+            assert!(
+                Instant::now() < deadline,
+                "reader never scanned epoch {epoch}"
+            );
+            std::thread::yield_now();
+        }
+    };
     let mut rng = Rng(0x0123_4567_89ab_cdef);
     let mut members: Vec<Client> = Vec::new();
     for _ in 0..300 {
@@ -812,25 +834,31 @@ fn directory_snapshots_stay_consistent_under_churn() {
             let index = (rng.next() % members.len() as u64) as usize;
             drop(members.swap_remove(index));
         }
+        expected_epoch += 1;
+        wait_scanned(expected_epoch);
     }
+    expected_epoch += members.len() as u64;
     drop(members);
-    let final_epoch = wait_directory(ha.shm.as_fd(), "all but A gone", |d| {
-        d.entries[1..]
-            .iter()
-            .all(|e| e.is_some_and(|e| e.state != PeerState::Active))
-    })
-    .server_epoch;
+    wait_scanned(expected_epoch);
     stop.store(true, Ordering::Relaxed);
     let (snapshots, busy, seen) = reader.join().unwrap();
     println!(
-        "reader: {snapshots} consistent snapshots, {busy} busy, final server epoch {final_epoch}"
+        "reader: {snapshots} consistent snapshots, {busy} busy, server epoch {expected_epoch}"
     );
-    assert!(snapshots > 1000, "reader barely ran: {snapshots}");
-    assert!(seen.contains(&(1, "active".to_string())) && seen.contains(&(1, "dead".to_string())));
-    assert!(
-        final_epoch > 300,
-        "each join and leave bumps the server epoch: {final_epoch}"
+    assert_eq!(
+        Directory::read(ha.shm.as_fd()).unwrap().server_epoch,
+        expected_epoch,
+        "one server epoch per join and leave"
     );
+    for peer in 1..8u32 {
+        for state in ["active", "dead"] {
+            assert!(
+                seen.contains(&(peer, state.to_string())),
+                "peer {peer} never seen {state}"
+            );
+        }
+    }
+    assert!(seen.contains(&(0, "active".to_string())));
 }
 
 /// QEMU's qtest protocol (QEMU connects to our listener): one command per line,
