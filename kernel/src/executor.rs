@@ -108,11 +108,21 @@ pub fn init() {
 }
 
 /// Enqueues `id` for polling. Interrupt-safe: must not block or allocate, and does neither.
+///
+/// Queue operations run with interrupts disabled, so an interrupt handler's push never
+/// finds a slot that an interrupted push or pop has claimed but not yet released (with
+/// `ArrayQueue` that would make the handler spin on a single core forever).
 fn wake_id(id: u64) {
-    match READY.get() {
-        Some(q) if q.push(id).is_ok() => {}
-        _ => OVERFLOW.store(true, Ordering::Release),
+    let queued =
+        x86_interrupts::without_interrupts(|| READY.get().is_some_and(|q| q.push(id).is_ok()));
+    if !queued {
+        OVERFLOW.store(true, Ordering::Release);
     }
+}
+
+/// Takes the next ready id (interrupts disabled for the same reason as in [`wake_id`]).
+fn pop_ready(queue: &ArrayQueue<u64>) -> Option<u64> {
+    x86_interrupts::without_interrupts(|| queue.pop())
 }
 
 fn on_timer_interrupt() {
@@ -259,7 +269,7 @@ pub fn run_until<F: Future>(future: F) -> F::Output {
         // Poll what is ready now; wake-ups that arrive meanwhile are handled next round.
         // TIMER_ID only ends an idle `hlt`: timers are serviced every round below.
         for _ in 0..queue.len() {
-            match queue.pop() {
+            match pop_ready(queue) {
                 Some(MAIN_ID) => main_ready = true,
                 Some(TIMER_ID) => {}
                 Some(id) => poll_task(id),

@@ -58,8 +58,11 @@ fn rtc_periodic_interrupt_arrives_through_ioapic_and_mask_stops_it() {
     let outcome = executor::run_until(executor::with_deadline(
         start + Duration::from_secs(2),
         async {
+            // QEMU's I/O APIC treats every raise of an edge-triggered line as an edge, and
+            // the RTC raises IRQ 8 each period even before register C is read, so one wake
+            // may account for several interrupts: count interrupts, not wakes.
             let mut seen = 0;
-            for _ in 0..20 {
+            while seen < 20 {
                 seen = event.wait(seen).await;
                 // Periodic-interrupt flag (bit 6) must be what raised it; reading C acks it.
                 assert!(
@@ -71,13 +74,15 @@ fn rtc_periodic_interrupt_arrives_through_ioapic_and_mask_stops_it() {
         },
     ));
     let elapsed = start.elapsed();
-    kernel::serial_println!("ioapic: 20 RTC interrupts in {} us", elapsed.as_micros());
-    assert_eq!(
-        outcome,
-        Ok(20),
-        "RTC interrupts did not arrive through the I/O APIC"
+    kernel::serial_println!(
+        "ioapic: RTC interrupts {outcome:?} in {} us",
+        elapsed.as_micros()
     );
-    // 19 full periods of 1/1024 s separate the first and the twentieth interrupt.
+    assert!(
+        matches!(outcome, Ok(n) if n >= 20),
+        "RTC interrupts did not arrive through the I/O APIC: {outcome:?}"
+    );
+    // 19 full periods of 1/1024 s separate the first and the twentieth periodic interrupt.
     assert!(
         elapsed >= Duration::from_micros(19 * 976),
         "too fast: {elapsed:?}"
