@@ -316,8 +316,14 @@ fn sigkilled_client_is_marked_dead_and_survivors_rung() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(probe.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let stdout = probe.stdout.take().unwrap();
+    let (line_tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let first = lines.recv_timeout(TIMEOUT).unwrap();
     assert!(first.starts_with("joined id=1 peers=[0]"), "{first}");
     expect_msg(&a, 1, true);
     expect_msg(&a, 1, true);
@@ -325,6 +331,30 @@ fn sigkilled_client_is_marked_dead_and_survivors_rung() {
     wait_directory(ha.shm.as_fd(), "probe active", |d| {
         state(d, 1) == Some(PeerState::Active)
     });
+    // The probe reports a later join (once, not per vector) and its control ring.
+    let (c, _hc) = server.join(2);
+    let mut want = BTreeSet::from(["peer 2 joined".to_string(), "control rung".to_string()]);
+    while !want.is_empty() {
+        let line = lines.recv_timeout(TIMEOUT).expect("probe output");
+        assert!(
+            want.remove(&line),
+            "unexpected probe line {line:?}; still want {want:?}"
+        );
+    }
+    drop(c);
+    let mut want = BTreeSet::from(["peer 2 left".to_string(), "control rung".to_string()]);
+    while !want.is_empty() {
+        let line = lines.recv_timeout(TIMEOUT).expect("probe output");
+        assert!(
+            want.remove(&line),
+            "unexpected probe line {line:?}; still want {want:?}"
+        );
+    }
+    expect_msg(&a, 2, true);
+    expect_msg(&a, 2, true);
+    expect_msg(&a, 2, false);
+    // Two rings (join and leave of peer 2) may have merged in the eventfd counter.
+    expect_rung(&ha.own[usize::from(VECTOR_CONTROL)]);
 
     probe.kill().unwrap(); // SIGKILL
     probe.wait().unwrap();
@@ -555,13 +585,18 @@ fn posix_shm_backing_works() {
 
 fn run_failing(socket: &Path, extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _out, _err, stderr) = spawn_server(dir.path(), socket, extra);
+    let (mut child, _out, err_lines, stderr) = spawn_server(dir.path(), socket, extra);
     let status = wait_exit(&mut child, TIMEOUT).expect("server should exit");
     assert!(!status.success(), "server should fail");
-    // Let the reader thread collect the final lines: it ends at EOF of stderr.
+    // The stderr reader thread ends (dropping its sender) at EOF: then every line is in.
     let deadline = Instant::now() + TIMEOUT;
-    while stderr.lock().unwrap().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match err_lines.recv_timeout(left) {
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("stderr never closed"),
+        }
     }
     let text = stderr.lock().unwrap().join("\n");
     text

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let control = handshake.own.get(usize::from(VECTOR_CONTROL));
+    let mut known: std::collections::BTreeSet<i64> = peers.iter().map(|&p| i64::from(p)).collect();
     loop {
         if let Some(fd) = control {
             if proto::drain(fd.as_fd()).unwrap_or(0) > 0 {
@@ -105,8 +106,16 @@ fn main() -> ExitCode {
             }
         }
         match client.recv(Duration::from_millis(200)) {
-            Ok(msg) if msg.fd.is_some() => say(format_args!("peer {} joined", msg.value)),
-            Ok(msg) => say(format_args!("peer {} left", msg.value)),
+            Ok(msg) if msg.fd.is_some() => {
+                // One message per vector: report the join once.
+                if known.insert(msg.value) {
+                    say(format_args!("peer {} joined", msg.value));
+                }
+            }
+            Ok(msg) => {
+                known.remove(&msg.value);
+                say(format_args!("peer {} left", msg.value));
+            }
             Err(RecvError::Timeout) => {}
             Err(RecvError::Eof) => {
                 say(format_args!("server closed the connection"));
