@@ -32,6 +32,7 @@ static PASSED: AtomicUsize = AtomicUsize::new(0);
 static RUNNING: AtomicBool = AtomicBool::new(false);
 static PF_EXPECTED: AtomicBool = AtomicBool::new(false);
 static PF_ADDR: AtomicU64 = AtomicU64::new(0);
+static FAILING: AtomicBool = AtomicBool::new(false);
 
 /// Boots a test image: `kernel::test_main!(test_a, test_b)` defines the entry point, runs
 /// [`crate::init`], then each test in order.
@@ -133,6 +134,11 @@ extern "sysv64" fn resume_tests() -> ! {
 /// Reports a failure of the running test (or of the kernel, outside tests) and ends the
 /// QEMU run with the failure code. Used by the panic handler and CPU exception reports.
 pub fn fail(message: fmt::Arguments<'_>) -> ! {
+    // A panic or fault while reporting must not recurse: end the run at once.
+    if FAILING.swap(true, Ordering::SeqCst) {
+        emergency_print(format_args!("nested failure while reporting: {message}\n"));
+        qemu::exit(QemuExitCode::Failed)
+    }
     match current_test() {
         Some(name) => {
             emergency_print(format_args!("test {name} ... FAILED\n{message}\n"));
