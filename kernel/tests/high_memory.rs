@@ -18,8 +18,15 @@ const FOUR_GIB: u64 = 4 << 30;
 
 fn memory_map_has_ram_above_4gib() {
     let info = kernel::boot_info();
-    assert!(info.total_ram() > 5 << 30, "started with -m 6G? RAM {:#x}", info.total_ram());
-    let high = info.ram_regions().find(|r| r.start >= FOUR_GIB).expect("no RAM above 4 GiB");
+    assert!(
+        info.total_ram() > 5 << 30,
+        "started with -m 6G? RAM {:#x}",
+        info.total_ram()
+    );
+    let high = info
+        .ram_regions()
+        .find(|r| r.start >= FOUR_GIB)
+        .expect("no RAM above 4 GiB");
     for addr in [high.start, high.start + high.len / 2, high.end() - 8] {
         let m = memory::translate(addr).expect("high RAM not mapped");
         assert_eq!((m.phys, m.caching), (addr, Caching::WriteBack));
@@ -28,7 +35,11 @@ fn memory_map_has_ram_above_4gib() {
 
 fn heap_claims_ram_above_4gib() {
     let stats = memory::heap_stats();
-    assert!(stats.claimed_bytes as u64 > FOUR_GIB, "heap {:#x}", stats.claimed_bytes);
+    assert!(
+        stats.claimed_bytes as u64 > FOUR_GIB,
+        "heap {:#x}",
+        stats.claimed_bytes
+    );
 }
 
 fn large_block_comes_from_high_ram() {
