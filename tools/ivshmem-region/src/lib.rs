@@ -41,6 +41,11 @@
 //! | descriptor table of area *p* | peer *p* only (seqlock on `sequence`); server zeroes it when *p*'s ID is (re)assigned | aligned 64-bit atomics |
 //! | payload of area *p* (DMBs) | peers holding a valid token for the DMB (the owner reads) | volatile copies |
 //!
+//! Every word in the directory and in the descriptor tables is only ever accessed as
+//! one aligned 64-bit atomic (relaxed inside a seqlock bracket, with the orderings
+//! stated below), never with plain or byte-wise accesses, so concurrent access from
+//! several VMs and the server is race-free.
+//!
 //! **Directory entry seqlock.** `epoch` is a sequence counter. To change an entry the
 //! server stores `epoch + 1` (odd: "being rewritten"), then writes `gid`, the bitmap (on
 //! join) and `state`, then stores `epoch + 2` (even) with release ordering. So each join
@@ -65,7 +70,9 @@
 //! **Signalling.** To tell peer *p* that DMB slot *s* has news, a sender sets bit `s % 64`
 //! of bitmap word `s / 64` in *p*'s directory entry (`fetch_or`, release), then rings *p*'s
 //! doorbell on [`VECTOR_DMB`]. *p*'s interrupt handler swaps each bitmap word with 0
-//! (acquire) and handles the slots whose bits were set.
+//! (acquire) and handles the slots whose bits were set. A sender whose `fetch_or` finds
+//! the bit already set may skip the doorbell: whoever set it rings after setting it, and
+//! the receiver sees the bit at its next swap, which happens after that ring at the latest.
 //!
 //! **Trust.** Every peer can write the whole region (ivshmem cannot isolate), so a guest
 //! trusts the header only after [`Layout::from_header`] has recomputed the whole layout
