@@ -329,6 +329,31 @@ pub enum ProtocolError {
     WrongKind,
 }
 
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProtocolError::UnknownChid(chid) => {
+                write!(
+                    f,
+                    "Accept names CHID {chid:#06x}, which the Proposal did not offer"
+                )
+            }
+            ProtocolError::WrongKind => {
+                f.write_str("Confirm received where an Accept was expected")
+            }
+        }
+    }
+}
+
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClientError::Decline(code) => write!(f, "decline with {code}"),
+            ClientError::Protocol(e) => write!(f, "CLC protocol error: {e}"),
+        }
+    }
+}
+
 /// What the client learned from an acceptable Accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientChoice {
