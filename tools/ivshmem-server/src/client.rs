@@ -83,6 +83,11 @@ impl Client {
         self.socket.as_fd()
     }
 
+    /// The underlying stream (e.g. to misbehave in tests: QEMU never writes).
+    pub fn stream(&self) -> &UnixStream {
+        &self.socket
+    }
+
     /// Receives one message within `timeout`.
     pub fn recv(&self, timeout: Duration) -> Result<Message, RecvError> {
         recv_message(self.socket.as_fd(), timeout)

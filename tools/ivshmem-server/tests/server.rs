@@ -112,6 +112,12 @@ impl ServerProc {
         (client, handshake)
     }
 
+    fn child_alive(&self) -> bool {
+        std::fs::metadata(format!("/proc/{}/fd", self.pid())).is_ok()
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+    }
+
     fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .unwrap()
@@ -1145,4 +1151,58 @@ fn two_real_qemus_signal_each_other_and_survivor_is_rung() {
     );
     q1.kill().unwrap();
     q1.wait().unwrap();
+}
+
+#[test]
+fn abrupt_and_misbehaving_clients_do_not_hurt_the_server() {
+    let server = ServerProc::start(&["-n", "2", "--max-peers", "4", "-l", "1M"]);
+    let (a, ha) = server.join(2);
+    let baseline = server.fd_count();
+    // Clients that vanish before, during and right after the handshake: the server's
+    // sends hit EPIPE/ECONNRESET (no SIGPIPE: it must survive).
+    for round in 0..60 {
+        let client = server.connect();
+        match round % 3 {
+            0 => {}
+            1 => {
+                let _ = client.recv(TIMEOUT); // only the version message
+            }
+            _ => {
+                let _ = client.handshake(2, TIMEOUT);
+            }
+        }
+        drop(client);
+    }
+    // A client that writes to the server (QEMU never does): disconnected like EOF.
+    let (talker, ht) = server.join(2);
+    std::io::Write::write_all(&mut talker.stream(), b"hello").unwrap();
+    let left = ht.id;
+    // A stays connected through all of it and sees matching join/leave notices;
+    // drain them until the talker's leave arrives.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "talker's leave never announced");
+        let msg = a.recv(TIMEOUT).expect("server alive and notifying");
+        if msg.value == i64::from(left) && msg.fd.is_none() {
+            break;
+        }
+    }
+    drop(talker);
+    wait_directory(ha.shm.as_fd(), "only A active", |d| {
+        d.entries[1..]
+            .iter()
+            .all(|e| e.is_some_and(|e| e.state != PeerState::Active))
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while server.fd_count() != baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        server.fd_count(),
+        baseline,
+        "no fd leaked by abrupt clients"
+    );
+    let (_b, hb) = server.join(2);
+    assert_eq!(hb.id, 1, "server still assigns the lowest free ID");
+    assert!(server.child_alive());
 }
