@@ -248,9 +248,15 @@ pub fn init(acpi: &AcpiInfo) -> Result<&'static [PciDevice], PciError> {
             .map(|r| Ecam::map(*r))
             .collect::<Result<Vec<_>, _>>()?;
         let mut devices = Vec::new();
+        let start = crate::clock::now();
         for w in &windows {
             scan_window(w, &mut devices);
         }
+        log::info!(
+            "pci: scanned {} ECAM window(s) in {} us",
+            windows.len(),
+            start.elapsed().as_micros()
+        );
         Ok(Bus { windows, devices })
     })?;
     for d in &bus.devices {

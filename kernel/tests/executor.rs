@@ -75,10 +75,7 @@ fn sleep_is_woken_by_the_apic_timer() {
         elapsed >= Duration::from_millis(50),
         "woke early: {elapsed:?}"
     );
-    assert!(
-        elapsed < Duration::from_millis(500),
-        "woke late: {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(2), "woke late: {elapsed:?}");
     // The executor halted and an APIC timer interrupt ended the sleep (no busy polling).
     assert!(executor::stats().1 > halts, "the executor never halted");
     assert!(
@@ -116,7 +113,7 @@ fn timers_fire_in_deadline_order() {
     }
     let done = woke.clone();
     let outcome = executor::run_until(executor::with_deadline(
-        start + Duration::from_secs(2),
+        start + Duration::from_secs(10),
         poll_fn(move |cx| {
             if done.borrow().len() == 3 {
                 Poll::Ready(())
@@ -151,7 +148,7 @@ fn interrupt_handler_wakes_spawned_task() {
         seen2.set(n);
         DONE.signal();
     });
-    let deadline = clock::now() + Duration::from_secs(2);
+    let deadline = clock::now() + Duration::from_secs(10);
     let outcome = executor::run_until(executor::with_deadline(deadline, async {
         // Let the task run and block first.
         executor::sleep(Duration::from_millis(5)).await;
@@ -169,10 +166,10 @@ fn interrupt_pending_at_idle_check_is_not_lost() {
     let (vector, event) = executor::allocate_interrupt().expect("no free vector");
     let (_, halts) = executor::stats();
     let start = clock::now();
-    // The only other wake source is the 2 s deadline: if the executor lost the interrupt
+    // The only other wake source is the 5 s deadline: if the executor lost the interrupt
     // (taking it between its queue check and `hlt`), it would sleep until then.
     let outcome = executor::run_until(executor::with_deadline(
-        start + Duration::from_secs(2),
+        start + Duration::from_secs(5),
         async {
             interrupts::disable();
             apic::send_self_ipi(vector).unwrap();
@@ -190,7 +187,7 @@ fn interrupt_pending_at_idle_check_is_not_lost() {
     );
     assert_eq!(outcome, Ok(1), "the pending interrupt was lost");
     assert!(
-        elapsed < Duration::from_millis(500),
+        elapsed < Duration::from_millis(1500),
         "woke only after {elapsed:?}"
     );
     assert!(
@@ -229,7 +226,7 @@ fn full_wake_queue_loses_no_wakeup() {
         .await;
     });
     let outcome = executor::run_until(executor::with_deadline(
-        clock::now() + Duration::from_secs(2),
+        clock::now() + Duration::from_secs(10),
         B_DONE.wait(0),
     ));
     assert_eq!(outcome, Ok(1));

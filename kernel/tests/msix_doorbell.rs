@@ -113,7 +113,7 @@ fn own_doorbell_wakes_the_awaiting_task() {
     with_device(|d| {
         let [e0, e1] = d.events;
         // The server may still be delivering our eventfds to QEMU when the guest starts:
-        // ring entry 0 until the first interrupt arrives (bounded: 5 × 1 s).
+        // ring entry 0 until the first interrupt arrives (bounded: 5 × 2 s).
         let mut tries = 0;
         let first = loop {
             tries += 1;
@@ -121,7 +121,7 @@ fn own_doorbell_wakes_the_awaiting_task() {
             ring(d, 0);
             let seen = e0.count();
             let r = executor::run_until(executor::with_deadline(
-                clock::now() + Duration::from_secs(1),
+                clock::now() + Duration::from_secs(2),
                 e0.wait(seen),
             ));
             if let Ok(n) = r {
@@ -145,7 +145,7 @@ fn own_doorbell_wakes_the_awaiting_task() {
                 DONE.signal();
             });
             let r = executor::run_until(executor::with_deadline(
-                clock::now() + Duration::from_secs(2),
+                clock::now() + Duration::from_secs(10),
                 async {
                     // Let the task block on the event before the device fires.
                     executor::yield_now().await;
@@ -171,7 +171,7 @@ fn masked_entry_is_held_pending_until_unmasked() {
         d.table.mask(1).unwrap();
         ring(d, 1);
         // Bounded wait for the device to record the message as pending.
-        let deadline = clock::now() + Duration::from_secs(2);
+        let deadline = clock::now() + Duration::from_secs(10);
         while !d.table.is_pending(1).unwrap() {
             assert!(
                 clock::now() < deadline,
@@ -182,7 +182,7 @@ fn masked_entry_is_held_pending_until_unmasked() {
         assert_eq!(e1.count(), seen, "a masked entry delivered its message");
         d.table.unmask(1).unwrap();
         let r = executor::run_until(executor::with_deadline(
-            clock::now() + Duration::from_secs(2),
+            clock::now() + Duration::from_secs(10),
             e1.wait(seen),
         ));
         assert_eq!(
