@@ -36,7 +36,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let memory = HeapMemory::new(data.len());
     memory.write(0, data).unwrap();
-    for base in [0usize, 8, 16, data.len().saturating_sub(HEADER_LEN), data.len(), usize::MAX - 7] {
+    for base in [
+        0usize,
+        8,
+        16,
+        data.len().saturating_sub(HEADER_LEN),
+        data.len(),
+        usize::MAX - 7,
+    ] {
         let _ = CdcRepr::load(&memory, base);
     }
 

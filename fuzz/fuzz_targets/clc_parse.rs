@@ -12,15 +12,18 @@ use smcd::negotiate::{
     server_select, DeviceDesc, IpConfig, Ipv4Cidr, LocalConfig, OwnDmb,
 };
 use smcd::wire::clc::{
-    frame_len, AcceptConfirmPacket, AcceptConfirmRepr, ClcMessage, DeclinePacket, DeclineRepr,
-    Eid, HeaderPacket, ProposalPacket, ProposalRepr,
+    frame_len, AcceptConfirmPacket, AcceptConfirmRepr, ClcMessage, DeclinePacket, DeclineRepr, Eid,
+    HeaderPacket, ProposalPacket, ProposalRepr,
 };
 
 fn config() -> LocalConfig {
     LocalConfig {
         ueids: vec![Eid::ueid("SMCD").unwrap()],
         ip: IpConfig {
-            ipv4: Some(Ipv4Cidr { addr: [10, 0, 0, 1], prefix_len: 8 }),
+            ipv4: Some(Ipv4Cidr {
+                addr: [10, 0, 0, 1],
+                prefix_len: 8,
+            }),
             ipv6: vec![],
         },
         ..LocalConfig::default()
@@ -29,8 +32,16 @@ fn config() -> LocalConfig {
 
 fn devices() -> Vec<DeviceDesc> {
     vec![
-        DeviceDesc { gid: Gid::native(0x42), chid: 0x0042, v2: true },
-        DeviceDesc { gid: Gid::virtual_(1, 2), chid: 0xFFFF, v2: true },
+        DeviceDesc {
+            gid: Gid::native(0x42),
+            chid: 0x0042,
+            v2: true,
+        },
+        DeviceDesc {
+            gid: Gid::virtual_(1, 2),
+            chid: 0xFFFF,
+            v2: true,
+        },
     ]
 }
 
@@ -45,17 +56,34 @@ fn roundtrip(msg: &ClcMessage) {
 fuzz_target!(|data: &[u8]| {
     // Typed views and Reprs, one by one.
     if let Ok(p) = HeaderPacket::new_checked(data) {
-        let _ = (p.eyecatcher(), p.message_type(), p.length(), p.version(), p.flag());
+        let _ = (
+            p.eyecatcher(),
+            p.message_type(),
+            p.length(),
+            p.version(),
+            p.flag(),
+        );
     }
     if let Ok(p) = ProposalPacket::new_checked(data) {
         let areas = p.areas().expect("new_checked validated the areas");
         for i in 0..10 {
-            let _ = (p.ipv6_prefix(&areas, i), p.ueid(&areas, i), p.gid_chid(&areas, i));
+            let _ = (
+                p.ipv6_prefix(&areas, i),
+                p.ueid(&areas, i),
+                p.gid_chid(&areas, i),
+            );
         }
         let _ = ProposalRepr::parse(&p);
     }
     if let Ok(p) = AcceptConfirmPacket::new_checked(data) {
-        let _ = (p.gid(), p.token(), p.chid(), p.eid(), p.gid_ext(), p.fce_release());
+        let _ = (
+            p.gid(),
+            p.token(),
+            p.chid(),
+            p.eid(),
+            p.gid_ext(),
+            p.fce_release(),
+        );
         let _ = AcceptConfirmRepr::parse(&p);
     }
     if let Ok(p) = DeclinePacket::new_checked(data) {
@@ -77,7 +105,11 @@ fuzz_target!(|data: &[u8]| {
         match msg {
             ClcMessage::Proposal(p) => {
                 if let Ok(choice) = server_select(&cfg, &devs, p, |d, _| d % 2 == 0) {
-                    let own = OwnDmb { token: 1, dmbe_size: 2, link_id: [0; 4] };
+                    let own = OwnDmb {
+                        token: 1,
+                        dmbe_size: 2,
+                        link_id: [0; 4],
+                    };
                     let accept = build_accept(&cfg, &devs, &choice, choice.first(), &own, true)
                         .expect("candidate device exists");
                     roundtrip(&ClcMessage::AcceptConfirm(accept));
@@ -86,7 +118,11 @@ fuzz_target!(|data: &[u8]| {
             ClcMessage::AcceptConfirm(a) => {
                 let proposal = build_proposal(&cfg, &devs).unwrap();
                 if let Ok(c) = client_check_accept(&cfg, &devs, &proposal, a, |_, _| true) {
-                    let own = OwnDmb { token: 2, dmbe_size: 1, link_id: [0; 4] };
+                    let own = OwnDmb {
+                        token: 2,
+                        dmbe_size: 1,
+                        link_id: [0; 4],
+                    };
                     let confirm = build_confirm(&cfg, &devs, &c, &own).expect("device exists");
                     roundtrip(&ClcMessage::AcceptConfirm(confirm));
                 }
