@@ -60,6 +60,9 @@ pub enum MsixError {
     DestinationTooLarge(u32),
     /// The table or PBA could not be mapped.
     Map(crate::memory::MapError),
+    /// Not a device vector: 0..32 are CPU exceptions (a message there would be taken as a
+    /// fault) and 0xFF is the APIC spurious vector (SDM §11.11.2 allows 0x10..=0xFE).
+    InvalidVector(u8),
 }
 
 impl fmt::Display for MsixError {
@@ -79,6 +82,9 @@ impl fmt::Display for MsixError {
                 write!(f, "APIC ID {id} does not fit an MSI destination")
             }
             MsixError::Map(e) => write!(f, "cannot map the MSI-X table: {e}"),
+            MsixError::InvalidVector(v) => {
+                write!(f, "vector {v:#x} is a CPU exception vector, not an interrupt vector")
+            }
         }
     }
 }
@@ -216,6 +222,9 @@ impl MsixTable {
     /// our local APIC ID). The entry's mask bit is left as it is.
     pub fn set_vector(&mut self, entry: u16, vector: u8) -> Result<(), MsixError> {
         self.check(entry)?;
+        if vector < crate::interrupts::FIRST_DEVICE_VECTOR || vector == 0xFF {
+            return Err(MsixError::InvalidVector(vector));
+        }
         let dest = crate::apic::local_apic_id();
         let dest8 = u8::try_from(dest).map_err(|_| MsixError::DestinationTooLarge(dest))?;
         // SDM §11.11.1: bits 12..20 destination ID, bit 3 RH = 0, bit 2 DM = 0 (physical).

@@ -105,6 +105,13 @@ fn msix_table_is_programmed() {
             d.table.set_vector(2, 0x40).is_err(),
             "entry 2 does not exist"
         );
+        assert_eq!(
+            d.table.set_vector(0, 14),
+            Err(kernel::msix::MsixError::InvalidVector(14)),
+            "an exception vector was accepted"
+        );
+        // The rejected request left entry 0 as it was.
+        assert_eq!(d.table.message(0).unwrap().1, u32::from(d.vectors[0]));
         assert!(d.dev.capability_ids.contains(&0x11));
     });
 }
