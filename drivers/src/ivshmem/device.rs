@@ -64,10 +64,18 @@ impl IvshmemDevice {
     }
 
     /// Brings up the ISM device on this function (see [`IvshmemIsm::new`]).
+    /// `msix_entries` is the size of the function's MSI-X table (0 without the
+    /// capability): fewer than [`MSIX_ENTRIES`] is refused with
+    /// [`IvshmemError::NoDoorbell`], because a function without doorbells reads
+    /// IVPosition 0 and would pose as peer 0.
     pub fn into_ism<R: TryRngCore>(
         self,
         rng: R,
+        msix_entries: u16,
     ) -> Result<IvshmemIsm<Bar2Memory, Bar0, R>, IvshmemError> {
+        if msix_entries < MSIX_ENTRIES {
+            return Err(IvshmemError::NoDoorbell { msix_entries });
+        }
         let id = self.peer_id();
         IvshmemIsm::new(self.region, self.registers, rng, id)
     }

@@ -113,6 +113,13 @@ pub enum IvshmemError {
         /// IVPosition.
         id: u16,
     },
+    /// The PCI function cannot ring doorbells or take interrupts (ivshmem-plain, or fewer
+    /// MSI-X entries than the layout's vectors). Its IVPosition reads 0 like peer 0's,
+    /// so using it would impersonate peer 0 (protocol-reference §7.1).
+    NoDoorbell {
+        /// MSI-X table entries of the function.
+        msix_entries: u16,
+    },
 }
 
 impl core::fmt::Display for IvshmemError {
@@ -134,6 +141,11 @@ impl core::fmt::Display for IvshmemError {
                     "ivshmem directory entry of our peer id {id} is not active"
                 )
             }
+            IvshmemError::NoDoorbell { msix_entries } => write!(
+                f,
+                "ivshmem function has {msix_entries} MSI-X entries, the ISM needs {VECTORS} \
+                 (ivshmem-plain cannot be an ISM: its IVPosition 0 would impersonate peer 0)"
+            ),
         }
     }
 }
