@@ -809,38 +809,46 @@ where
     /// then reports [`IsmEvent::PeerGone`] for peers whose directory entry changed since
     /// the last scan (only rescanned when the server epoch moved).
     fn poll_events(&self, sink: &mut dyn FnMut(IsmEvent)) {
-        let mut st = self.state.lock();
-        if st.failed {
-            return;
-        }
-        if let Some(bitmap) = self.layout.bitmap_range(self.own_id) {
-            for (w, off) in bitmap.step_by(8).enumerate() {
-                // A cheap load first: most words are empty, and a swap is a locked RMW.
-                match self.region.load_u64(off, Ordering::Relaxed) {
-                    Ok(0) | Err(_) => continue,
-                    Ok(_) => {}
-                }
-                let Ok(mut bits) = self.region.swap_u64(off, 0, Ordering::AcqRel) else {
-                    continue;
-                };
-                while bits != 0 {
-                    let bit = bits.trailing_zeros();
-                    bits &= bits - 1;
-                    let slot = w * 64 + bit as usize;
-                    if matches!(st.slots.get(slot), Some(Slot::Used(_))) {
-                        // `slot < slots_per_peer`, fits u32.
-                        sink(IsmEvent::DmbSignalled { index: slot as u32 });
-                    } else {
-                        st.stats.spurious_signals += 1;
+        // Collected under the state lock, delivered after it is released: the sink may
+        // call back into this device (e.g. `move_data` for a consumer-cursor update).
+        let mut events = Vec::new();
+        {
+            let mut st = self.state.lock();
+            if st.failed {
+                return;
+            }
+            if let Some(bitmap) = self.layout.bitmap_range(self.own_id) {
+                for (w, off) in bitmap.step_by(8).enumerate() {
+                    // A cheap load first: most words are empty, and a swap is a locked RMW.
+                    match self.region.load_u64(off, Ordering::Relaxed) {
+                        Ok(0) | Err(_) => continue,
+                        Ok(_) => {}
+                    }
+                    let Ok(mut bits) = self.region.swap_u64(off, 0, Ordering::AcqRel) else {
+                        continue;
+                    };
+                    while bits != 0 {
+                        let bit = bits.trailing_zeros();
+                        bits &= bits - 1;
+                        let slot = w * 64 + bit as usize;
+                        if matches!(st.slots.get(slot), Some(Slot::Used(_))) {
+                            // `slot < slots_per_peer`, fits u32.
+                            events.push(IsmEvent::DmbSignalled { index: slot as u32 });
+                        } else {
+                            st.stats.spurious_signals += 1;
+                        }
                     }
                 }
             }
+            let current = server_epoch_offset()
+                .and_then(|off| self.region.load_u64(off, Ordering::Acquire).ok())
+                .map(u64::from_le);
+            if current != st.server_epoch_seen {
+                self.rescan_directory(&mut st, &mut |e| events.push(e));
+            }
         }
-        let current = server_epoch_offset()
-            .and_then(|off| self.region.load_u64(off, Ordering::Acquire).ok())
-            .map(u64::from_le);
-        if current != st.server_epoch_seen {
-            self.rescan_directory(&mut st, sink);
+        for event in events {
+            sink(event);
         }
     }
 }

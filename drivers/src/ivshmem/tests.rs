@@ -1034,3 +1034,33 @@ fn odd_sequences_are_never_trusted() {
     server.leave(1);
     assert_eq!(events(a), vec![IsmEvent::PeerGone { gid: gid(1) }]);
 }
+
+/// The event sink may call back into the device (the SMC layer answers a signal with a
+/// consumer-cursor update through `move_data`): no self-deadlock on the state lock.
+#[test]
+fn event_sink_may_reenter_the_device() {
+    let (server, _log, devs) = setup(4, 3);
+    let (a, b) = (&devs[0], &devs[1]);
+    let to_a = a.register_dmb(4096, gid(1)).unwrap();
+    let to_b = b.register_dmb(4096, gid(0)).unwrap();
+    b.move_data(to_a.token, 0, b"ping", true).unwrap();
+    server.leave(2);
+    let mut seen = Vec::new();
+    a.poll_events(&mut |e| {
+        seen.push(e);
+        a.move_data(to_b.token, 0, b"pong", true).unwrap();
+        assert!(a.query_remote_gid(gid(1), None));
+    });
+    assert_eq!(
+        seen,
+        vec![
+            IsmEvent::DmbSignalled { index: to_a.index },
+            IsmEvent::PeerGone { gid: gid(2) }
+        ]
+    );
+    assert_eq!(read_dmb(&to_b.memory, 0, 4), b"pong");
+    assert_eq!(
+        events(b),
+        vec![IsmEvent::DmbSignalled { index: to_b.index }]
+    );
+}
