@@ -51,6 +51,9 @@ static LOCAL_ID: AtomicU32 = AtomicU32::new(0);
 static SKIP_NEXT_EOI: AtomicBool = AtomicBool::new(false);
 static SPURIOUS_COUNT: AtomicU64 = AtomicU64::new(0);
 static ERROR_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Whether the timer LVT is programmed one-shot and unmasked (then arming only writes the
+/// initial count). Only changed under the `LAPIC` lock.
+static TIMER_LVT_ONESHOT: AtomicBool = AtomicBool::new(false);
 
 /// The local APIC of the (single) CPU we run on.
 struct LapicCell(LocalApic);
@@ -320,26 +323,28 @@ pub fn send_self_ipi(vector: u8) -> Result<(), ApicError> {
 
 /// Arms the local APIC timer in one-shot mode: it fires [`TIMER_VECTOR`] once after
 /// `initial_count` ticks of the (divided) APIC timer clock. A count of 0 stops it.
+/// After the first call only the initial-count register is written (one MMIO write).
 pub fn timer_oneshot(initial_count: u32) -> Result<(), ApicError> {
     with_lapic(|l| {
         // SAFETY: reprogramming the timer of our own APIC; mode/divide were set by `init`.
         unsafe {
-            l.set_timer_mode(TimerMode::OneShot);
-            l.enable_timer();
+            if !TIMER_LVT_ONESHOT.load(Ordering::Relaxed) {
+                l.set_timer_mode(TimerMode::OneShot);
+                l.enable_timer();
+                TIMER_LVT_ONESHOT.store(true, Ordering::Relaxed);
+            }
             l.set_timer_initial(initial_count);
         }
     })
     .ok_or(ApicError::NotInitialized)
 }
 
-/// Stops and masks the local APIC timer.
+/// Stops the local APIC timer (initial count 0, SDM §11.5.4); an interrupt already
+/// pending is still delivered.
 pub fn timer_stop() -> Result<(), ApicError> {
     with_lapic(|l| {
-        // SAFETY: masking and zeroing our own APIC timer.
-        unsafe {
-            l.disable_timer();
-            l.set_timer_initial(0);
-        }
+        // SAFETY: zeroing the initial count of our own APIC timer only stops it.
+        unsafe { l.set_timer_initial(0) }
     })
     .ok_or(ApicError::NotInitialized)
 }
@@ -350,6 +355,7 @@ pub fn timer_start_free_running() -> Result<(), ApicError> {
     with_lapic(|l| {
         // SAFETY: masked timer: counting produces no interrupt.
         unsafe {
+            TIMER_LVT_ONESHOT.store(false, Ordering::Relaxed);
             l.disable_timer();
             l.set_timer_mode(TimerMode::OneShot);
             l.set_timer_initial(u32::MAX);
