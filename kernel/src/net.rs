@@ -28,6 +28,7 @@ use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::{pin, Pin};
 use core::task::Poll;
+use core::time::Duration;
 
 use drivers::net::smc_option::SmcOptionDevice;
 use drivers::net::virtio::{DmaPlatform, VirtioNet, VirtioNetError};
@@ -51,6 +52,8 @@ const VIRTIO_NET_DEVICE_IDS: [u16; 2] = [0x1000, 0x1041];
 pub const SOCKET_BUFFER_LEN: usize = 256 * 1024;
 /// Ephemeral port range for active opens (IANA dynamic ports).
 const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+/// How long [`TcpStream::close`] waits for the NIC to send the final segments.
+const TRANSMIT_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// The MSI-X table entry used for the receive queue.
 const RECEIVE_MSIX_ENTRY: u16 = 0;
 
@@ -125,8 +128,13 @@ impl<N: Nic> TxToken for NicTxToken<'_, N> {
         let sent = self.nic.borrow_mut().transmit(len, |buffer| {
             result = f.take().map(|f| f(buffer));
         });
-        if let Err(e) = sent {
-            log::warn!("net: frame of {len} bytes dropped: {e}");
+        match sent {
+            Ok(()) => {}
+            // smoltcp retransmits; a full ring is expected under load.
+            Err(NicError::TransmitQueueFull) => {
+                log::debug!("net: transmit ring full, frame dropped")
+            }
+            Err(e) => log::warn!("net: frame of {len} bytes dropped: {e}"),
         }
         match (result, f) {
             (Some(result), _) => result,
@@ -300,6 +308,7 @@ pub struct NetInterface {
     receive_event: &'static InterruptEvent,
     kick: InterruptEvent,
     address: Ipv4Cidr,
+    peer: Option<Ipv4Addr>,
     mac: [u8; 6],
     /// Kept for the interface's lifetime (the receive vector's table entry).
     _msix: MsixTable,
@@ -320,9 +329,12 @@ pub fn virtio_net_devices() -> impl Iterator<Item = &'static PciDevice> {
 /// # Errors
 /// [`NetError::NoAddress`] without `ip=`, or any bring-up error.
 pub fn init_from_cmdline(config: &cmdline::Config) -> Result<&'static NetInterface, NetError> {
+    if let Some(iface) = default() {
+        return Ok(iface);
+    }
     let address = config.ip.ok_or(NetError::NoAddress)?;
     let device = virtio_net_devices().next().ok_or(NetError::NoDevice)?;
-    let iface = bring_up(device, address)?;
+    let iface = bring_up_with_peer(device, address, config.peer)?;
     Ok(*DEFAULT.call_once(|| iface))
 }
 
@@ -338,6 +350,14 @@ pub fn default() -> Option<&'static NetInterface> {
 /// # Errors
 /// [`NetError`] naming the step that failed.
 pub fn bring_up(device: &PciDevice, address: Ipv4Cidr) -> Result<&'static NetInterface, NetError> {
+    bring_up_with_peer(device, address, None)
+}
+
+fn bring_up_with_peer(
+    device: &PciDevice,
+    address: Ipv4Cidr,
+    peer: Option<Ipv4Addr>,
+) -> Result<&'static NetInterface, NetError> {
     let access = pci::config_space().map_err(NetError::Pci)?;
     let mut nic = VirtioNic::probe_pci(access, device.address).map_err(NetError::Virtio)?;
 
@@ -377,6 +397,7 @@ pub fn bring_up(device: &PciDevice, address: Ipv4Cidr) -> Result<&'static NetInt
         receive_event,
         kick: InterruptEvent::new(),
         address,
+        peer,
         mac,
         _msix: msix,
     }));
@@ -394,6 +415,11 @@ impl NetInterface {
     /// Our address and prefix.
     pub fn address(&self) -> Ipv4Cidr {
         self.address
+    }
+
+    /// The peer named on the command line (`peer=`), if any.
+    pub fn peer(&self) -> Option<Ipv4Addr> {
+        self.peer
     }
 
     /// Our MAC address.
@@ -425,6 +451,30 @@ impl NetInterface {
         } else {
             stack.device.disable_port(port);
             Ok(())
+        }
+    }
+
+    /// Wait (up to `limit`) until every frame handed to the NIC so far has left the
+    /// guest; `false` if some were still pending at the limit. Used before a VM ends
+    /// right after a connection closed (its last ACK must not die with it).
+    pub async fn wait_transmitted(&self, limit: Duration) -> bool {
+        let give_up = clock::now() + limit;
+        loop {
+            let pending = self
+                .stack
+                .lock()
+                .device
+                .inner_mut()
+                .nic_mut()
+                .transmit_in_flight();
+            if pending == 0 {
+                return true;
+            }
+            if clock::now() >= give_up {
+                log::warn!("net: {pending} frame(s) still in the transmit ring after {limit:?}");
+                return false;
+            }
+            executor::yield_now().await;
         }
     }
 
@@ -766,17 +816,20 @@ impl TcpStream {
     /// Send FIN after the queued data (the peer then reads end of stream); reading stays
     /// possible until the peer closes too.
     pub fn shutdown_write(&self) {
-        self.iface
-            .stack
-            .lock()
-            .sockets
-            .get_mut::<tcp::Socket>(self.handle)
-            .close();
+        {
+            let mut stack = self.iface.stack.lock();
+            let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+            // From now on acknowledge at once: the ACK of the peer's FIN then leaves in
+            // the same poll that moves us to TIME-WAIT, so `close` can wait for it.
+            socket.set_ack_delay(None);
+            socket.close();
+        }
         self.iface.kick();
     }
 
     /// Close gracefully: FIN after the queued data, then wait (bounded by TCP's own
-    /// timers) until the peer has closed too.
+    /// timers) until the peer has closed too and our last segment (the ACK of the peer's
+    /// FIN) has left the NIC.
     pub async fn close(self) {
         self.shutdown_write();
         poll_fn(|cx| {
@@ -792,6 +845,7 @@ impl TcpStream {
             }
         })
         .await;
+        self.iface.wait_transmitted(TRANSMIT_DRAIN_LIMIT).await;
     }
 }
 

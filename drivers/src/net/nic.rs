@@ -77,6 +77,11 @@ pub trait Nic {
     fn transmit<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R)
         -> Result<R, NicError>;
 
+    /// How many handed-over frames the device has not finished sending (reclaims the
+    /// completed ones first). Zero means every frame given to [`Nic::transmit`] so far
+    /// has left the guest.
+    fn transmit_in_flight(&mut self) -> usize;
+
     /// Acknowledge the device's interrupt (call from the interrupt path or before
     /// polling); returns whether the device signalled anything.
     fn ack_interrupt(&mut self) -> bool;

@@ -499,6 +499,13 @@ impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
         }
     }
 
+    fn transmit_in_flight(&mut self) -> usize {
+        if let Err(e) = self.reclaim_transmitted() {
+            log::warn!("virtio-net: transmit completion: {e}");
+        }
+        self.transmit_in_flight.iter().flatten().count()
+    }
+
     fn ack_interrupt(&mut self) -> bool {
         !self.device.ack_interrupt().is_empty()
     }
