@@ -1061,6 +1061,9 @@ fn event_sink_may_reenter_the_device() {
     assert_eq!(read_dmb(&to_b.memory, 0, 4), b"pong");
     assert_eq!(
         events(b),
-        vec![IsmEvent::DmbSignalled { index: to_b.index }]
+        vec![
+            IsmEvent::DmbSignalled { index: to_b.index },
+            IsmEvent::PeerGone { gid: gid(2) }
+        ]
     );
 }
