@@ -149,7 +149,7 @@ pub enum ClockError {
     NoPmTimer,
     /// The PM timer did not advance.
     PmTimerStuck,
-    /// The TSC is not invariant or absent (CPUID), so it cannot be a clock.
+    /// The CPU has no TSC (CPUID.01H:EDX[4]).
     NoTsc,
     /// The APIC timer did not count.
     LapicTimerStuck,
@@ -246,6 +246,14 @@ fn init_once(acpi: &AcpiInfo) -> Result<Calibration, ClockError> {
     let leaf1 = core::arch::x86_64::__cpuid(1);
     if leaf1.edx & (1 << 4) == 0 {
         return Err(ClockError::NoTsc);
+    }
+    // CPUID.80000007H:EDX[8] = invariant TSC: constant rate across P-/C-states. Without it
+    // (QEMU's TCG does not advertise it, yet its TSC follows the host's) we still use the
+    // TSC, which the RTC cross-check in kernel/tests/clock.rs would catch if it drifted.
+    let invariant = core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0007
+        && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
+    if !invariant {
+        log::info!("clock: the CPU does not advertise an invariant TSC");
     }
     let pm = acpi.pm_timer.ok_or(ClockError::NoPmTimer)?;
 
