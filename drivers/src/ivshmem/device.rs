@@ -80,3 +80,10 @@ impl IvshmemDevice {
         IvshmemIsm::new(self.region, self.registers, rng, id)
     }
 }
+
+// The kernel keeps the device in a global and polls it from tasks: it must be shareable.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<IvshmemIsm<Bar2Memory, Bar0, super::rng::RdRandRng>>();
+    send_sync::<IvshmemDevice>();
+};
