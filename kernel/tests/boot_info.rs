@@ -10,7 +10,8 @@ kernel::test_main!(
     kernel_image_lies_in_ram,
     cmdline_from_append_is_seen,
     rsdp_points_at_rsdp_signature,
-    no_boot_warnings
+    no_boot_warnings,
+    log_lines_reach_serial
 );
 
 fn memory_map_has_ram() {
@@ -67,4 +68,13 @@ fn no_boot_warnings() {
         kernel::boot::BootWarnings::default()
     );
     assert_eq!(kernel::boot_info().error, None);
+}
+
+/// The host side (`post_boot_info` in base-profiles.sh) checks that these lines reached the
+/// serial console through the `log` facade, and that the debug line was filtered out.
+fn log_lines_reach_serial() {
+    assert_eq!(log::max_level(), log::LevelFilter::Info);
+    log::info!("log check: info line 7f3a");
+    log::warn!("log check: warn line 7f3b");
+    log::debug!("log check: debug line 7f3c (must be filtered)");
 }
