@@ -70,6 +70,6 @@ fn bar2_above_4gib_holds_host_pattern_and_takes_guest_pattern() {
         }
     }
     kernel::serial_println!(
-        "ivshmem: verified pattern 1 at {HOST_PAGES:#x?}, wrote pattern 2 at {GUEST_PAGES:#x?}"
+        "ivshmem: verified pattern 1 at {HOST_PAGES:x?}, wrote pattern 2 at {GUEST_PAGES:x?}"
     );
 }

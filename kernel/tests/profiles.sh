@@ -74,7 +74,7 @@ profile_ivshmem_bar_high() {
     )
 }
 
-pages_args() { # pages_args PAGE... -> "PAGE 4096 PAGE 4096 ..."
+plat_pages_args() { # plat_pages_args PAGE... -> "PAGE 4096 PAGE 4096 ..."
     local p
     for p in "$@"; do printf '%s 4096 ' "$p"; done
 }
@@ -83,7 +83,7 @@ pre_ivshmem_bar_high() {
     local f="$RUN_DIR/ivshmem_high.shm"
     # shellcheck disable=SC2046
     python3 "$PATTERN_TOOL" create "$f" "$IVSHMEM_HIGH_SIZE" &&
-        python3 "$PATTERN_TOOL" fill "$f" 1 $(pages_args "${IVSHMEM_HIGH_HOST_PAGES[@]}")
+        python3 "$PATTERN_TOOL" fill "$f" 1 $(plat_pages_args "${IVSHMEM_HIGH_HOST_PAGES[@]}")
 }
 
 post_ivshmem_bar_high() {
@@ -92,9 +92,9 @@ post_ivshmem_bar_high() {
     # Host pages the guest did not overwrite keep pattern 1; the hole stays zero; the
     # guest's pages (including the last page) hold pattern 2.
     # shellcheck disable=SC2046
-    python3 "$PATTERN_TOOL" check "$f" 1 $(pages_args 0 4096 $((512 << 20))) &&
+    python3 "$PATTERN_TOOL" check "$f" 1 $(plat_pages_args 0 4096 $((512 << 20))) &&
         python3 "$PATTERN_TOOL" check "$f" 0 "$IVSHMEM_HIGH_HOLE_PAGE" 4096 &&
-        python3 "$PATTERN_TOOL" check "$f" 2 $(pages_args "${IVSHMEM_HIGH_GUEST_PAGES[@]}") &&
+        python3 "$PATTERN_TOOL" check "$f" 2 $(plat_pages_args "${IVSHMEM_HIGH_GUEST_PAGES[@]}") &&
         [[ " ${IVSHMEM_HIGH_GUEST_PAGES[*]} " == *" $last "* ]]
 }
 
