@@ -65,7 +65,9 @@ pub fn setup() -> Setup {
     let device = unsafe { IvshmemDevice::new(regs as usize, region as usize, bar2_size as usize) }
         .expect("mapped BARs are aligned");
     let rng = RdRandRng::new().expect("RDRAND (QEMU -cpu max provides it)");
-    let ism = device.into_ism(rng, table.len()).unwrap_or_else(|e| panic!("{e}"));
+    let ism = device
+        .into_ism(rng, table.len())
+        .unwrap_or_else(|e| panic!("{e}"));
     kernel::serial_println!(
         "ivshmem: peer {} gid {:016x}:{:016x} chid {:#06x}, region {} bytes at {bar2:#x}",
         ism.peer_id(),
