@@ -513,8 +513,8 @@ fn too_many_peers_refused_then_id_reused() {
 }
 
 #[test]
-fn sigterm_and_sigint_exit_cleanly_and_remove_socket() {
-    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+fn sigterm_sigint_sighup_exit_cleanly_and_remove_socket() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("server.pid");
         let mut server = ServerProc::start(&[
@@ -660,6 +660,8 @@ fn bad_sizes_give_clear_errors() {
     );
     let err = run_failing(&socket, &["-l", "lots"]);
     assert!(err.contains("invalid size"), "{err}");
+    let err = run_failing(&socket, &["--slots", "100"]);
+    assert!(err.contains("slots per peer 100"), "{err}");
     let err = run_failing(&socket, &["--max-peers", "0"]);
     assert!(err.contains("max peers 0"), "{err}");
     assert!(!socket.exists(), "no socket left behind by a failed start");
