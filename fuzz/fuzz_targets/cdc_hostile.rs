@@ -8,10 +8,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use smcd::conn::{DataMode, SmcdConn};
+use smcd::cursor::Cursor;
 use smcd::ism::IsmDevice;
 use smcd::loopback::LoopbackFabric;
 use smcd::shm::{HeapMemory, SharedMemory};
-use smcd::wire::cdc::{CdcRepr, Packet, HEADER_LEN};
+use smcd::wire::cdc::{CdcRepr, ConnStateFlags, Packet, ProducerFlags, HEADER_LEN};
 
 /// Takes `n` bytes (fewer at the end of the input).
 fn take<'a>(input: &mut &'a [u8], n: usize) -> &'a [u8] {
@@ -64,8 +65,37 @@ fuzz_target!(|data: &[u8]| {
     let own_ring = conn.own_ring().get();
     let peer_ring = conn.peer_ring().get();
     let mut buf = [0u8; 1024];
+    // What a well-behaved peer would have produced into our ring so far.
+    let mut peer_prod = Cursor::ZERO;
+    let mut peer_cons = Cursor::ZERO;
     while !input.is_empty() {
-        match byte(&mut input) % 8 {
+        match byte(&mut input) % 10 {
+            8 | 9 => {
+                // A plausible CDC: producer advanced within the free space, our data
+                // acknowledged (or not), fuzzed flags. Drives the connection deep into
+                // reads, consumer updates and the close states.
+                let ring = conn.own_ring();
+                let used = Cursor::diff(conn.consumer_cursor(), peer_prod, ring);
+                let free = ring.get().saturating_sub(used);
+                let n = u32::from(byte(&mut input)) % (free + 1);
+                peer_prod = peer_prod.advance(n, ring);
+                let ack = byte(&mut input);
+                if ack & 1 == 1 {
+                    peer_cons = conn.producer_cursor();
+                }
+                let cons = peer_cons;
+                let flags = byte(&mut input);
+                let repr = CdcRepr {
+                    prod: peer_prod,
+                    cons,
+                    prod_flags: ProducerFlags::from_bits_retain(flags & 0xf0),
+                    conn_flags: ConnStateFlags::from_bits_retain(
+                        (ack & 0xe0) & !0x20 | (flags & 0x08) << 2,
+                    ),
+                };
+                let _ = peer.move_data(own_token, 0, &repr.to_bytes(), true);
+                let _ = conn.poll(&us);
+            }
             0 | 1 => {
                 // Hostile CDC header at DMB offset 0, then a signal.
                 let mut header = [0u8; HEADER_LEN];
