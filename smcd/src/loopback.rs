@@ -32,7 +32,6 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -377,21 +376,12 @@ impl IsmDevice for LoopbackIsm {
         };
         let memory = &entry.memory;
         check_range(offset, data.len(), memory.len()).map_err(|_| IsmError::OutOfBounds)?;
-        if offset.is_multiple_of(8) && data.len().is_multiple_of(8) {
-            // Aligned 8-byte multiples (the CDC header) go in as 64-bit stores, so each
-            // cursor block is written with one store as the CDC reader expects (§4.3).
-            for (i, word) in data.chunks_exact(8).enumerate() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                memory
-                    .store_u64(offset + 8 * i, u64::from_ne_bytes(w), Ordering::Release)
-                    .map_err(|_| IsmError::OutOfBounds)?;
-            }
-        } else {
-            memory
-                .write(offset, data)
-                .map_err(|_| IsmError::OutOfBounds)?;
-        }
+        // `HeapMemory::write` copies under the region's lock, so a reader's 64-bit load
+        // never sees half of a cursor block: stronger than the aligned 64-bit stores
+        // the CDC reader relies on (§4.3).
+        memory
+            .write(offset, data)
+            .map_err(|_| IsmError::OutOfBounds)?;
         if signal {
             let (owner, index) = (entry.owner, entry.index);
             if let Some(dev) = fabric.devices.get_mut(&owner) {

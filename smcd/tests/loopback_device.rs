@@ -234,9 +234,9 @@ fn removing_a_device_reports_peer_gone_and_frees_its_dmbs() {
 }
 
 #[test]
-fn cdc_sized_writes_land_as_words() {
-    // The CDC (32 bytes at offset 0) goes through the 64-bit store path; the bytes
-    // must be exactly those written.
+fn cdc_writes_land_exactly() {
+    // A CDC-sized write at offset 0 lands byte for byte and is read back by the
+    // atomic-load CDC reader (here: type byte 0 is rejected as unknown).
     let dev = LoopbackIsm::new(15);
     let me = dev.local_gid();
     let d = dev.register_dmb(64, me).unwrap();

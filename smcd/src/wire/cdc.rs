@@ -20,9 +20,9 @@
 //! Linux reads each 8-byte cursor block (8–15 and 16–23) with one 64-bit atomic load,
 //! so [`CdcRepr::load`] does the same, and a writer should store each block with one
 //! aligned 64-bit store: [`CdcRepr::to_bytes`] produces the 32 bytes for
-//! `IsmDevice::move_data` at DMB offset 0, and `move_data` implementations honour this
-//! by copying 8-byte-aligned, 8-byte-multiple writes as 64-bit words (see
-//! `loopback::LoopbackIsm`).
+//! `IsmDevice::move_data` at DMB offset 0, and `move_data` implementations must copy
+//! 8-byte-aligned 8-byte blocks of it with single 64-bit stores (the loopback device
+//! copies under the region's lock, which is stronger).
 
 use core::fmt;
 use core::sync::atomic::Ordering;
