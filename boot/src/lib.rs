@@ -13,6 +13,7 @@
 
 #[cfg(target_os = "none")]
 mod entry;
+pub mod memmap;
 pub mod pvh;
 
 pub use pvh::PvhError;

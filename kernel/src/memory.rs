@@ -145,22 +145,19 @@ impl Caching {
 /// Physical address of the active PML4 (None before [`init`]).
 static ROOT: Mutex<Option<u64>> = Mutex::new(None);
 
-/// Page-aligned start of the RAM given to the heap, per region.
-fn heap_spans(info: &BootInfo) -> heapless::Vec<(u64, u64), 130> {
-    let mut out = heapless::Vec::new();
-    let (k0, k1) = (info.kernel_image.start, info.kernel_image.end);
-    for r in info.ram_regions() {
-        let start = align_up(r.start.max(LOW_MEMORY_END), PAGE_SIZE);
-        let end = align_down(r.end().min(IDENTITY_LIMIT), PAGE_SIZE);
-        // Cut the kernel image out of the region: up to two pieces remain.
-        for (s, e) in [(start, end.min(k0)), (start.max(k1), end)] {
-            if e > s && e - s >= PAGE_SIZE {
-                // 64 regions * 2 pieces fit the capacity.
-                let _ = out.push((s, e));
-            }
-        }
+/// RAM given to the heap: sorted, disjoint, page-aligned, above low memory, without the
+/// kernel image (`boot::memmap::free_ram`, host-tested against unsorted and overlapping maps).
+fn heap_spans(info: &BootInfo) -> boot::memmap::FreeRam {
+    let (spans, dropped) = boot::memmap::free_ram(
+        &info.memory_map,
+        LOW_MEMORY_END,
+        IDENTITY_LIMIT,
+        &[info.kernel_image],
+    );
+    if dropped {
+        log::warn!("memory: too many RAM ranges; some RAM is left unused");
     }
-    out
+    spans
 }
 
 const fn align_up(x: u64, a: u64) -> u64 {
@@ -192,8 +189,8 @@ fn claim(start: u64, end: u64) {
 pub fn init(info: &BootInfo) {
     let spans = heap_spans(info);
     // RAM below 4 GiB is reachable through the boot stub's identity map already.
-    for &(s, e) in spans.iter().filter(|(s, _)| *s < FOUR_GIB) {
-        claim(s, e.min(FOUR_GIB));
+    for r in spans.iter().filter(|r| r.start < FOUR_GIB) {
+        claim(r.start, r.end.min(FOUR_GIB));
     }
     let root = build_tables(info).expect("memory: cannot build the kernel page tables");
     // SAFETY: `root` identity-maps all RAM (including this code, the stack, the heap and the
@@ -206,8 +203,8 @@ pub fn init(info: &BootInfo) {
         );
     }
     *ROOT.lock() = Some(root);
-    for &(s, e) in spans.iter().filter(|(_, e)| *e > FOUR_GIB) {
-        claim(s.max(FOUR_GIB), e);
+    for r in spans.iter().filter(|r| r.end > FOUR_GIB) {
+        claim(r.start.max(FOUR_GIB), r.end);
     }
     let stats = heap_stats();
     log::info!(
