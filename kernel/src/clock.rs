@@ -1,12 +1,15 @@
-//! Monotonic clock (TSC calibrated against the ACPI PM timer) and the deadline timer
-//! (local APIC timer, one-shot).
+//! Monotonic clock (TSC calibrated against the ACPI PM timer, or PIT channel 2 without one)
+//! and the deadline timer (local APIC timer, one-shot).
 //!
 //! * [`now`] reads the TSC and scales it to nanoseconds since [`init`]. The TSC rate is measured
 //!   over a [`CALIBRATION_WINDOW_MS`] window of the ACPI PM timer (3.579545 MHz, ACPI 6.5
-//!   §4.8.3.3). Each end of the window is a PM-timer read bracketed by two TSC reads; the bracket
-//!   width bounds the error, which [`Calibration::uncertainty_ppm`] reports. Expected error: below
-//!   100 ppm (0.01 %) — a few microseconds of bracket over a 100 ms window plus one PM tick —
-//!   calibration is retried while the bound exceeds [`MAX_UNCERTAINTY_PPM`].
+//!   §4.8.3.3); a system without one uses a 50 ms window of the 8254 PIT's channel 2
+//!   (1.193182 MHz, read with counter-latch commands). Each end of the window is a reference
+//!   read bracketed by two TSC reads; the bracket width bounds the error, which
+//!   [`Calibration::uncertainty_ppm`] reports. Expected error: below 100 ppm (0.01 %) — a few
+//!   microseconds of bracket over the window plus one reference tick (typically 4–5 ppm
+//!   against the PM timer under QEMU TCG) — calibration is retried while the bound exceeds
+//!   [`MAX_UNCERTAINTY_PPM`].
 //! * [`arm_timer`] programs the local APIC timer (SDM Vol. 3A §11.5.4, one-shot mode, divide by
 //!   [`apic::TIMER_DIVIDE`]) to fire at a deadline; its rate is measured against the TSC. The
 //!   interrupt only counts and calls the callback installed by the executor
@@ -138,17 +141,46 @@ pub struct Calibration {
     pub uncertainty_ppm: u64,
     /// Number of calibration attempts used.
     pub attempts: u32,
+    /// The reference the TSC was measured against.
+    pub reference: Reference,
     /// Measured local APIC timer frequency in Hz (after the divider).
     pub lapic_timer_hz: u64,
+}
+
+/// A fixed-frequency counter the TSC is calibrated against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// The ACPI PM timer (3.579545 MHz, ACPI 6.5 §4.8.3.3), preferred.
+    PmTimer(PmTimer),
+    /// Channel 2 of the 8254 PIT (1.193182 MHz), when the FADT has no PM timer.
+    Pit,
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::PmTimer(pm) => write!(f, "ACPI PM timer at port {:#x}", pm.port),
+            Reference::Pit => write!(f, "PIT channel 2"),
+        }
+    }
+}
+
+impl Reference {
+    /// Window of one calibration attempt.
+    fn window_ms(self) -> u64 {
+        match self {
+            Reference::PmTimer(_) => CALIBRATION_WINDOW_MS,
+            // The 16-bit PIT counter wraps after 54.9 ms.
+            Reference::Pit => PIT_WINDOW_MS,
+        }
+    }
 }
 
 /// Why the clock could not be set up.
 #[derive(Debug)]
 pub enum ClockError {
-    /// The FADT describes no PM timer in I/O space (our calibration reference).
-    NoPmTimer,
-    /// The PM timer did not advance.
-    PmTimerStuck,
+    /// The calibration reference (PM timer or PIT) did not advance.
+    ReferenceStuck,
     /// The CPU has no TSC (CPUID.01H:EDX[4]).
     NoTsc,
     /// The APIC timer did not count.
@@ -162,8 +194,12 @@ pub enum ClockError {
 impl fmt::Display for ClockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClockError::NoPmTimer => write!(f, "no ACPI PM timer to calibrate against"),
-            ClockError::PmTimerStuck => write!(f, "the ACPI PM timer does not advance"),
+            ClockError::ReferenceStuck => {
+                write!(
+                    f,
+                    "the calibration reference (PM timer or PIT) does not advance"
+                )
+            }
             ClockError::NoTsc => write!(f, "the CPU has no time-stamp counter"),
             ClockError::LapicTimerStuck => write!(f, "the local APIC timer does not count"),
             ClockError::Apic(e) => write!(f, "APIC: {e}"),
@@ -255,22 +291,14 @@ fn init_once(acpi: &AcpiInfo) -> Result<Calibration, ClockError> {
     if !invariant {
         log::info!("clock: the CPU does not advertise an invariant TSC");
     }
-    let pm = acpi.pm_timer.ok_or(ClockError::NoPmTimer)?;
-
-    let mut best: Option<(u64, u64)> = None;
-    let mut attempts = 0;
-    while attempts < CALIBRATION_ATTEMPTS {
-        attempts += 1;
-        let (hz, ppm) = interrupts::without_interrupts(|| calibrate_tsc(&pm))?;
-        log::debug!("clock: attempt {attempts}: tsc {hz} Hz ± {ppm} ppm");
-        if best.is_none_or(|(_, b)| ppm < b) {
-            best = Some((hz, ppm));
+    let reference = match acpi.pm_timer {
+        Some(pm) => Reference::PmTimer(pm),
+        None => {
+            log::info!("clock: no ACPI PM timer; calibrating against PIT channel 2");
+            Reference::Pit
         }
-        if ppm <= MAX_UNCERTAINTY_PPM {
-            break;
-        }
-    }
-    let (tsc_hz, uncertainty_ppm) = best.ok_or(ClockError::PmTimerStuck)?;
+    };
+    let (tsc_hz, uncertainty_ppm, attempts) = calibrate_tsc_against(reference)?;
     if uncertainty_ppm > MAX_UNCERTAINTY_PPM {
         log::warn!("clock: TSC calibration error bound {uncertainty_ppm} ppm exceeds {MAX_UNCERTAINTY_PPM}");
     }
@@ -288,17 +316,60 @@ fn init_once(acpi: &AcpiInfo) -> Result<Calibration, ClockError> {
         tsc_hz,
         uncertainty_ppm,
         attempts,
+        reference,
         lapic_timer_hz,
     };
     log::info!(
-        "clock: tsc {} Hz ± {} ppm ({} attempt(s), {} ms vs ACPI PM timer), apic timer {} Hz",
+        "clock: tsc {} Hz ± {} ppm ({} attempt(s), {} ms vs {}), apic timer {} Hz",
         cal.tsc_hz,
         cal.uncertainty_ppm,
         cal.attempts,
-        CALIBRATION_WINDOW_MS,
+        reference.window_ms(),
+        reference,
         cal.lapic_timer_hz
     );
     Ok(cal)
+}
+
+/// Measures the TSC rate against `reference`: up to [`CALIBRATION_ATTEMPTS`] windows, stopping
+/// at the first whose error bound is within [`MAX_UNCERTAINTY_PPM`]; returns the best
+/// `(tsc_hz, error bound in ppm, attempts)`. Interrupts are off during each window.
+/// Public so tests can cross-check the two references.
+pub fn calibrate_tsc_against(reference: Reference) -> Result<(u64, u64, u32), ClockError> {
+    let mut best: Option<(u64, u64)> = None;
+    let mut attempts = 0;
+    while attempts < CALIBRATION_ATTEMPTS {
+        attempts += 1;
+        let (hz, ppm) = interrupts::without_interrupts(|| match reference {
+            Reference::PmTimer(pm) => calibrate_window(
+                || read_pm(&pm),
+                pm.mask(),
+                PmTimer::FREQUENCY_HZ,
+                CALIBRATION_WINDOW_MS,
+                Direction::Up,
+            ),
+            Reference::Pit => {
+                let _gate = PitChannel2::start();
+                calibrate_window(read_pit, 0xFFFF, PIT_HZ, PIT_WINDOW_MS, Direction::Down)
+            }
+        })?;
+        log::debug!("clock: attempt {attempts} vs {reference:?}: tsc {hz} Hz ± {ppm} ppm");
+        if best.is_none_or(|(_, b)| ppm < b) {
+            best = Some((hz, ppm));
+        }
+        if ppm <= MAX_UNCERTAINTY_PPM {
+            break;
+        }
+    }
+    let (hz, ppm) = best.ok_or(ClockError::ReferenceStuck)?;
+    Ok((hz, ppm, attempts))
+}
+
+/// Whether a reference counter counts up (PM timer) or down (PIT).
+#[derive(Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
 }
 
 fn read_pm(pm: &PmTimer) -> u32 {
@@ -307,50 +378,113 @@ fn read_pm(pm: &PmTimer) -> u32 {
     unsafe { port.read() & pm.mask() }
 }
 
-/// A PM-timer read and the TSC interval it happened in: `(tsc_mid, pm, bracket_width)`.
-fn sample_pm(pm: &PmTimer) -> (u64, u32, u64) {
+/// PIT input clock: 105/88 MHz = 1.1931818 MHz (8254 on the PC platform).
+const PIT_HZ: u64 = 1_193_182;
+/// Window of one PIT calibration attempt (the 16-bit counter covers 54.9 ms).
+const PIT_WINDOW_MS: u64 = 50;
+const PIT_CHANNEL2: u16 = 0x42;
+const PIT_COMMAND: u16 = 0x43;
+/// Port 0x61 (NMI status and control): bit 0 = PIT channel 2 gate, bit 1 = speaker data.
+const PORT_61: u16 = 0x61;
+
+/// PIT channel 2 counting down from 0xFFFF with its gate open and the speaker off; the
+/// previous port 0x61 value is restored on drop.
+struct PitChannel2 {
+    saved_61: u8,
+}
+
+impl PitChannel2 {
+    fn start() -> PitChannel2 {
+        let mut p61: Port<u8> = Port::new(PORT_61);
+        let mut command: Port<u8> = Port::new(PIT_COMMAND);
+        let mut data: Port<u8> = Port::new(PIT_CHANNEL2);
+        // SAFETY: fixed PC ports of the 8254 PIT and the port 0x61 gate; channel 2 only
+        // drives the PC speaker, which stays disconnected (bit 1 clear).
+        unsafe {
+            let saved_61 = p61.read();
+            p61.write((saved_61 & !0b10) | 0b1);
+            // Channel 2, lobyte/hibyte access, mode 0 (count down once), binary.
+            command.write(0b1011_0000);
+            data.write(0xFF);
+            data.write(0xFF);
+            PitChannel2 { saved_61 }
+        }
+    }
+}
+
+impl Drop for PitChannel2 {
+    fn drop(&mut self) {
+        let mut p61: Port<u8> = Port::new(PORT_61);
+        // SAFETY: restores the value read in `start`.
+        unsafe { p61.write(self.saved_61) }
+    }
+}
+
+/// Latches and reads PIT channel 2's current count (8254 counter-latch command).
+fn read_pit() -> u32 {
+    let mut command: Port<u8> = Port::new(PIT_COMMAND);
+    let mut data: Port<u8> = Port::new(PIT_CHANNEL2);
+    // SAFETY: counter-latch command for channel 2, then the two latched bytes (lobyte
+    // first), as programmed by `PitChannel2::start`.
+    unsafe {
+        command.write(0b1000_0000);
+        let lo = data.read();
+        let hi = data.read();
+        u32::from(u16::from_le_bytes([lo, hi]))
+    }
+}
+
+/// A reference read and the TSC interval it happened in (the tightest of four):
+/// `(tsc_mid, value, bracket_width)`.
+fn sample(read: &mut impl FnMut() -> u32) -> (u64, u32, u64) {
     let mut best = (0, 0, u64::MAX);
     for _ in 0..4 {
         let t0 = rdtsc();
-        let p = read_pm(pm);
+        let v = read();
         let t1 = rdtsc();
         let width = t1.wrapping_sub(t0);
         if width < best.2 {
-            best = (t0 + width / 2, p, width);
+            best = (t0 + width / 2, v, width);
         }
     }
     best
 }
 
-/// One TSC calibration: `(tsc_hz, error bound in ppm)`.
-fn calibrate_tsc(pm: &PmTimer) -> Result<(u64, u64), ClockError> {
-    let mask = pm.mask();
-    let window_ticks = (PmTimer::FREQUENCY_HZ * CALIBRATION_WINDOW_MS / 1000) as u32;
-    let (t_a, p_a, w_a) = sample_pm(pm);
-    // Bounded wait: the PM timer must advance `window_ticks` within this many reads
+/// One calibration window of `window_ms` against a counter of rate `hz` whose valid bits
+/// are `mask`: `(tsc_hz, error bound in ppm)`.
+fn calibrate_window(
+    mut read: impl FnMut() -> u32,
+    mask: u32,
+    hz: u64,
+    window_ms: u64,
+    direction: Direction,
+) -> Result<(u64, u64), ClockError> {
+    let elapsed = |from: u32, to: u32| match direction {
+        Direction::Up => to.wrapping_sub(from) & mask,
+        Direction::Down => from.wrapping_sub(to) & mask,
+    };
+    let window_ticks = (hz * window_ms / 1000) as u32;
+    let (t_a, v_a, w_a) = sample(&mut read);
+    // Bounded wait: the reference must advance `window_ticks` within this many reads
     // (each read is at least ~100 ns even on bare metal: 2^26 reads > 6 s).
     let mut reads: u32 = 0;
-    loop {
-        let elapsed = read_pm(pm).wrapping_sub(p_a) & mask;
-        if elapsed >= window_ticks {
-            break;
-        }
+    while elapsed(v_a, read()) < window_ticks {
         reads += 1;
         if reads > (1 << 26) {
-            return Err(ClockError::PmTimerStuck);
+            return Err(ClockError::ReferenceStuck);
         }
         core::hint::spin_loop();
     }
-    let (t_b, p_b, w_b) = sample_pm(pm);
-    let d_pm = u64::from(p_b.wrapping_sub(p_a) & mask);
+    let (t_b, v_b, w_b) = sample(&mut read);
+    let d_ref = u64::from(elapsed(v_a, v_b));
     let d_tsc = t_b.wrapping_sub(t_a);
-    if d_pm == 0 || d_tsc == 0 {
-        return Err(ClockError::PmTimerStuck);
+    if d_ref == 0 || d_tsc == 0 {
+        return Err(ClockError::ReferenceStuck);
     }
-    let hz = (u128::from(d_tsc) * u128::from(PmTimer::FREQUENCY_HZ) / u128::from(d_pm)) as u64;
-    // Each end point is off by at most half its bracket; the PM count by at most one tick.
-    let ppm = ((w_a + w_b) / 2) * 1_000_000 / d_tsc + 1_000_000 / d_pm + 1;
-    Ok((hz, ppm))
+    let tsc_hz = (u128::from(d_tsc) * u128::from(hz) / u128::from(d_ref)) as u64;
+    // Each end point is off by at most half its bracket; the count by at most one tick.
+    let ppm = ((w_a + w_b) / 2) * 1_000_000 / d_tsc + 1_000_000 / d_ref + 1;
+    Ok((tsc_hz, ppm))
 }
 
 /// An APIC timer count read and the TSC interval it happened in (the tightest of three):

@@ -6,12 +6,13 @@
 
 use core::time::Duration;
 
-use kernel::clock::{self, Instant};
+use kernel::clock::{self, Instant, Reference};
 use kernel::platform;
 use x86_64::instructions::port::Port;
 
 kernel::test_main!(
     calibration_is_within_stated_bound,
+    pit_reference_agrees_with_pm_timer,
     now_is_monotonic_and_advances,
     busy_wait_waits_at_least_the_duration,
     clock_agrees_with_host_wall_clock_via_rtc,
@@ -43,6 +44,25 @@ fn calibration_is_within_stated_bound() {
     assert!(
         c.lapic_timer_hz > 1_000_000,
         "implausible APIC timer rate {c:?}"
+    );
+}
+
+fn pit_reference_agrees_with_pm_timer() {
+    let p = platform::init().unwrap_or_else(|e| panic!("{e}"));
+    let pm = p.clock;
+    assert!(matches!(pm.reference, Reference::PmTimer(_)), "{pm:?}");
+    // The fallback reference, measured independently, must land inside both error bounds.
+    let (pit_hz, pit_ppm, attempts) =
+        clock::calibrate_tsc_against(Reference::Pit).unwrap_or_else(|e| panic!("{e}"));
+    let diff_ppm = pit_hz.abs_diff(pm.tsc_hz) * 1_000_000 / pm.tsc_hz;
+    kernel::serial_println!(
+        "clock: PIT says tsc {pit_hz} Hz ± {pit_ppm} ppm ({attempts} attempt(s)); PM timer said {} Hz ± {} ppm; differ by {diff_ppm} ppm",
+        pm.tsc_hz,
+        pm.uncertainty_ppm
+    );
+    assert!(
+        diff_ppm <= pit_ppm + pm.uncertainty_ppm + 1,
+        "PIT and PM timer calibrations disagree by {diff_ppm} ppm"
     );
 }
 
