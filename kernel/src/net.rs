@@ -27,7 +27,7 @@ use core::fmt;
 use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::{pin, Pin};
-use core::task::Poll;
+use core::task::{Context, Poll};
 use core::time::Duration;
 
 use drivers::net::smc_option::SmcOptionDevice;
@@ -719,29 +719,37 @@ impl TcpStream {
     /// # Errors
     /// [`NetError::ConnectionReset`] if the connection was reset.
     pub async fn read(&self, buffer: &mut [u8]) -> Result<usize, NetError> {
-        let read = poll_fn(|cx| {
+        poll_fn(|cx| self.poll_read(cx, buffer)).await
+    }
+
+    /// Poll form of [`TcpStream::read`] (for adapters implementing their own stream
+    /// traits): `Ready(Ok(0))` at end of stream (also after a reset; smoltcp does not
+    /// tell them apart), `Pending` with `cx`'s waker registered otherwise.
+    pub fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<Result<usize, NetError>> {
+        let read = {
             let mut stack = self.iface.stack.lock();
             let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
             if socket.can_recv() {
-                return Poll::Ready(
-                    socket
-                        .recv_slice(buffer)
-                        .map_err(|_| NetError::ConnectionReset),
-                );
-            }
-            if !socket.may_recv() {
+                socket
+                    .recv_slice(buffer)
+                    .map_err(|_| NetError::ConnectionReset)
+            } else if !socket.may_recv() {
                 // The peer sent FIN (or the connection is gone): end of stream.
                 return Poll::Ready(Ok(0));
+            } else {
+                socket.register_recv_waker(cx.waker());
+                return Poll::Pending;
             }
-            socket.register_recv_waker(cx.waker());
-            Poll::Pending
-        })
-        .await?;
-        if read > 0 {
+        };
+        if read.as_ref().is_ok_and(|&n| n > 0) {
             // Receive space grew: let the poll task advertise the window.
             self.iface.kick();
         }
-        Ok(read)
+        Poll::Ready(read)
     }
 
     /// Fill `buffer` completely.
@@ -764,21 +772,26 @@ impl TcpStream {
     /// # Errors
     /// [`NetError::Closed`] if our side is closed or the connection reset.
     pub async fn write(&self, data: &[u8]) -> Result<usize, NetError> {
-        let written = poll_fn(|cx| {
+        poll_fn(|cx| self.poll_write(cx, data)).await
+    }
+
+    /// Poll form of [`TcpStream::write`]: `Pending` (waker registered) while the send
+    /// buffer is full.
+    pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, NetError>> {
+        let written = {
             let mut stack = self.iface.stack.lock();
             let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
             if !socket.may_send() {
                 return Poll::Ready(Err(NetError::Closed));
             }
-            if socket.can_send() {
-                return Poll::Ready(socket.send_slice(data).map_err(|_| NetError::Closed));
+            if !socket.can_send() {
+                socket.register_send_waker(cx.waker());
+                return Poll::Pending;
             }
-            socket.register_send_waker(cx.waker());
-            Poll::Pending
-        })
-        .await?;
+            socket.send_slice(data).map_err(|_| NetError::Closed)
+        };
         self.iface.kick();
-        Ok(written)
+        Poll::Ready(written)
     }
 
     /// Queue all of `data`.
