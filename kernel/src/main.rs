@@ -1,4 +1,4 @@
-//! The smcd kernel image: boots through PVH, initialises the base and reports readiness.
+//! The smcd kernel image: boots through PVH, brings up the base and the platform, then idles.
 #![no_std]
 #![no_main]
 
@@ -8,10 +8,12 @@ kernel::boot::entry_point!(main);
 
 fn main(info: &'static BootInfo) -> ! {
     kernel::init(info);
+    let platform = kernel::platform::init().unwrap_or_else(|e| panic!("{e}"));
     log::info!(
-        "smcd: base initialised: {} MiB RAM, rsdp {:?}",
+        "smcd: up: {} MiB RAM, {} PCI function(s), tsc {} Hz",
         info.total_ram() >> 20,
-        info.rsdp
+        platform.pci.len(),
+        platform.clock.tsc_hz
     );
     kernel::serial_println!("smcd: idle");
     loop {
