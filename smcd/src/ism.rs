@@ -154,6 +154,12 @@ pub trait IsmDevice {
     /// Writes `data` at `offset` of the remote DMB `token`, synchronously (`data` may be
     /// reused on return). With `signal`, marks that DMB in its owner's signal set and
     /// interrupts the owner (interrupts may be coalesced).
+    ///
+    /// Ordering contract the data path relies on (protocol-reference §4.3, §4.5):
+    /// the bytes of one call become visible to the owner no earlier than those of every
+    /// earlier call (data written before a CDC is published by it: a release), and
+    /// within one call 8-byte-aligned 8-byte blocks are stored as single 64-bit stores
+    /// in ascending address order (see `wire::cdc::CdcRepr::load`).
     fn move_data(
         &self,
         token: DmbToken,

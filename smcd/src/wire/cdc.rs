@@ -279,16 +279,22 @@ impl CdcRepr {
     }
 
     /// Reads the header at `base` (8-byte aligned) of shared memory the way Linux does:
-    /// one atomic 64-bit load (Acquire) of each cursor block at `base + 8` and
-    /// `base + 16`, after one of the word holding the type byte at `base`.
+    /// one atomic 64-bit load (Acquire) of each cursor block, plus one of the word
+    /// holding the type byte at `base`.
+    ///
+    /// The consumer block (`base + 16`, which carries the flags) is loaded **before**
+    /// the producer block (`base + 8`). A writer stores the header in ascending order, so
+    /// whoever sees a CDC's flags (say `done_writing`) also sees that CDC's producer
+    /// cursor or a newer one; the other order could pair new flags with an old producer
+    /// cursor and make the peer's last data look like data after end of stream.
     ///
     /// Never reads outside `memory`; an out-of-range `base` is [`CdcError::Shm`].
     pub fn load<M: SharedMemory + ?Sized>(memory: &M, base: usize) -> Result<CdcRepr, CdcError> {
         // The whole header must lie inside the region (this also rules out overflow).
         crate::shm::check_range(base, HEADER_LEN, memory.len())?;
-        let head = memory.load_u64(base, Ordering::Acquire)?;
-        let prod = memory.load_u64(base + field::PROD_BLOCK, Ordering::Acquire)?;
         let cons = memory.load_u64(base + field::CONS_BLOCK, Ordering::Acquire)?;
+        let prod = memory.load_u64(base + field::PROD_BLOCK, Ordering::Acquire)?;
+        let head = memory.load_u64(base, Ordering::Acquire)?;
         let mut bytes = [0u8; HEADER_LEN];
         // The loaded words are in native order; their memory image is the wire bytes.
         bytes[0..8].copy_from_slice(&head.to_ne_bytes());
@@ -408,6 +414,60 @@ mod tests {
         reserved[23] = 0x1F;
         let r = CdcRepr::parse(&Packet::new_unchecked(&reserved[..])).unwrap();
         assert_eq!(r.to_bytes()[22..24], [0x07, 0x1F]);
+    }
+
+    /// Memory where a writer stores a whole new CDC right after the reader's first load.
+    struct Tearing {
+        inner: HeapMemory,
+        next: core::cell::Cell<Option<[u8; 32]>>,
+    }
+
+    impl SharedMemory for Tearing {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+            self.inner.read(offset, buf)
+        }
+        fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
+            self.inner.write(offset, data)
+        }
+        fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), ShmError> {
+            self.inner.fill(offset, len, value)
+        }
+        fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64, ShmError> {
+            let value = self.inner.load_u64(offset, order);
+            if let Some(bytes) = self.next.take() {
+                self.inner.write(0, &bytes)?;
+            }
+            value
+        }
+        fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<(), ShmError> {
+            self.inner.store_u64(offset, value, order)
+        }
+    }
+
+    #[test]
+    fn load_never_pairs_new_flags_with_an_old_producer_cursor() {
+        let old = CdcRepr {
+            prod: Cursor::new(0, 3),
+            ..CdcRepr::default()
+        };
+        let new = CdcRepr {
+            prod: Cursor::new(0, 5),
+            conn_flags: ConnStateFlags::PEER_DONE_WRITING,
+            ..CdcRepr::default()
+        };
+        let m = Tearing {
+            inner: HeapMemory::new(32),
+            next: core::cell::Cell::new(Some(new.to_bytes())),
+        };
+        m.inner.write(0, &old.to_bytes()).unwrap();
+        let seen = CdcRepr::load(&m, 0).unwrap();
+        // Consumer block (flags) first: the old flags with the new producer cursor.
+        assert_eq!(seen.conn_flags, ConnStateFlags::empty());
+        assert_eq!(seen.prod, Cursor::new(0, 5));
+        assert_eq!(CdcRepr::load(&m, 0), Ok(new));
     }
 
     #[test]
