@@ -30,8 +30,8 @@ use core::ops::Range;
 use core::sync::atomic::{fence, Ordering};
 
 use ivshmem_region::{
-    descriptor, AttachError, Descriptor, DescriptorRepr, Header, HeaderError, Layout, PeerState,
-    DESCRIPTOR_SIZE, HEADER_SIZE, VECTORS, VECTOR_DMB,
+    descriptor, AttachError, Descriptor, DescriptorRepr, Header, HeaderError, Layout,
+    PeerEntryRepr, PeerState, DESCRIPTOR_SIZE, HEADER_SIZE, VECTORS, VECTOR_DMB,
 };
 use rand_core::TryRngCore;
 use smcd::ism::{Dmb, DmbToken, Gid, IsmDevice, IsmError, IsmEvent, CHID_VIRTUAL_FIRST};
@@ -567,7 +567,8 @@ fn server_epoch_offset() -> Option<usize> {
 }
 
 /// Reads `peer`'s directory entry under its seqlock; `None` if it stayed inconsistent
-/// (odd or moving epoch) for [`SEQLOCK_RETRIES`] attempts, or has an unknown state.
+/// (odd or moving epoch) for [`SEQLOCK_RETRIES`] attempts, has an unknown state, or
+/// breaks the state/epoch/GID rules ([`PeerEntryRepr::is_consistent`]).
 fn read_entry<M: SharedMemory>(region: &M, layout: &Layout, peer: u32) -> Option<Entry> {
     let epoch_off = layout.peer_epoch_offset(peer)?;
     let state_off = layout.peer_state_offset(peer)?;
@@ -587,10 +588,17 @@ fn read_entry<M: SharedMemory>(region: &M, layout: &Layout, peer: u32) -> Option
             core::hint::spin_loop();
             continue;
         }
-        return Some(Entry {
+        let repr = PeerEntryRepr {
             state: PeerState::from_u64(state)?,
             epoch: e1,
             gid: ivshmem_region::Gid { gid, gid_ext },
+        };
+        // The server's write rules tie state, epoch and GID together; an entry that
+        // breaks them was scribbled on by a peer and is not used.
+        return repr.is_consistent().then_some(Entry {
+            state: repr.state,
+            epoch: repr.epoch,
+            gid: repr.gid,
         });
     }
     None

@@ -1030,6 +1030,20 @@ fn odd_sequences_are_never_trusted() {
         .unwrap();
     assert_eq!(events(a), vec![]);
     assert!(a.query_remote_gid(gid(1), None));
+    // An even epoch that does not fit the state (Active needs epoch = 2 mod 4) is a
+    // scribble, not a new incarnation: not reachable, and nothing concluded from it.
+    region
+        .store_u64(epoch_off, epoch + 2, Ordering::Release)
+        .unwrap();
+    assert!(!a.query_remote_gid(gid(1), None));
+    region
+        .store_u64(se, server_epoch + 2, Ordering::Release)
+        .unwrap();
+    assert_eq!(events(a), vec![]);
+    region
+        .store_u64(epoch_off, epoch, Ordering::Release)
+        .unwrap();
+    assert!(a.query_remote_gid(gid(1), None));
     // While a later real departure is.
     server.leave(1);
     assert_eq!(events(a), vec![IsmEvent::PeerGone { gid: gid(1) }]);
