@@ -52,6 +52,9 @@ const VIRTIO_NET_DEVICE_IDS: [u16; 2] = [0x1000, 0x1041];
 pub const SOCKET_BUFFER_LEN: usize = 256 * 1024;
 /// Ephemeral port range for active opens (IANA dynamic ports).
 const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+/// Sockets listening per [`TcpListener`] (connections that can complete before
+/// `accept`).
+pub const LISTEN_BACKLOG: usize = 4;
 /// How long [`TcpStream::close`] waits for the NIC to send the final segments.
 const TRANSMIT_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// The MSI-X table entry used for the receive queue.
@@ -530,22 +533,40 @@ impl NetInterface {
         socket
     }
 
-    /// Listen on `port`; `smc` offers SMC on it (the SYN-ACK echoes the option to clients
-    /// that offered it).
+    /// Listen on `port` with a backlog of [`LISTEN_BACKLOG`]; `smc` offers SMC on it
+    /// (the SYN-ACK echoes the option to clients that offered it).
     ///
     /// # Errors
     /// [`NetError::Listen`] or [`NetError::SmcPolicyFull`].
     pub fn listen(&'static self, port: u16, smc: bool) -> Result<TcpListener, NetError> {
+        self.listen_with_backlog(port, smc, LISTEN_BACKLOG)
+    }
+
+    /// [`NetInterface::listen`] with `backlog` (at least 1) sockets listening at once, so
+    /// that many handshakes can complete before [`TcpListener::accept`] runs.
+    ///
+    /// # Errors
+    /// [`NetError::Listen`] or [`NetError::SmcPolicyFull`].
+    pub fn listen_with_backlog(
+        &'static self,
+        port: u16,
+        smc: bool,
+        backlog: usize,
+    ) -> Result<TcpListener, NetError> {
         if smc {
             self.set_port_smc(port, true)?;
         }
-        let pending = self.listening_socket(port)?;
-        Ok(TcpListener {
+        let mut listener = TcpListener {
             iface: self,
             port,
             smc,
-            pending,
-        })
+            pending: Vec::new(),
+        };
+        // On error, dropping the listener closes what was opened and the SMC port.
+        for _ in 0..backlog.max(1) {
+            listener.pending.push(self.listening_socket(port)?);
+        }
+        Ok(listener)
     }
 
     fn listening_socket(&self, port: u16) -> Result<SocketHandle, NetError> {
@@ -604,7 +625,8 @@ pub struct TcpListener {
     iface: &'static NetInterface,
     port: u16,
     smc: bool,
-    pending: SocketHandle,
+    /// Listening (or handshaking, or established but not yet accepted) sockets.
+    pending: Vec<SocketHandle>,
 }
 
 impl TcpListener {
@@ -613,44 +635,56 @@ impl TcpListener {
         self.port
     }
 
-    /// Wait for the next connection (a fresh socket keeps listening meanwhile).
+    /// Wait for the next connection; a fresh socket replaces the accepted one, so the
+    /// backlog stays full.
     ///
     /// # Errors
-    /// [`NetError::Listen`] if the replacement socket cannot listen.
+    /// [`NetError::ConnectionReset`] if the connection went away before `accept`.
     pub async fn accept(&mut self) -> Result<TcpStream, NetError> {
         let iface = self.iface;
-        let handle = self.pending;
-        poll_fn(|cx| {
+        let pending = &self.pending;
+        let index = poll_fn(|cx| {
             let mut stack = iface.stack.lock();
-            let socket = stack.sockets.get_mut::<tcp::Socket>(handle);
-            match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => {
-                    socket.register_recv_waker(cx.waker());
-                    Poll::Pending
+            for (index, &handle) in pending.iter().enumerate() {
+                let socket = stack.sockets.get_mut::<tcp::Socket>(handle);
+                match socket.state() {
+                    tcp::State::Listen | tcp::State::SynReceived => {
+                        socket.register_recv_waker(cx.waker());
+                    }
+                    _ => return Poll::Ready(index),
                 }
-                _ => Poll::Ready(()),
             }
+            Poll::Pending
         })
         .await;
-        self.pending = iface.listening_socket(self.port)?;
-        let stack = iface.stack.lock();
-        let socket = stack.sockets.get::<tcp::Socket>(handle);
-        let (local, remote) = match (socket.local_endpoint(), socket.remote_endpoint()) {
-            (Some(local), Some(remote)) => (local, remote),
-            _ => {
-                drop(stack);
-                iface.stack.lock().graveyard.push(handle);
-                return Err(NetError::ConnectionReset);
-            }
+        let handle = self.pending.swap_remove(index);
+        let replacement = iface.listening_socket(self.port);
+        let endpoints = {
+            let stack = iface.stack.lock();
+            let socket = stack.sockets.get::<tcp::Socket>(handle);
+            socket.local_endpoint().zip(socket.remote_endpoint())
         };
-        drop(stack);
-        Ok(TcpStream {
+        let Some((local, remote)) = endpoints else {
+            iface.stack.lock().graveyard.push(handle);
+            self.pending.extend(replacement.as_ref().ok().copied());
+            return Err(replacement.err().unwrap_or(NetError::ConnectionReset));
+        };
+        let stream = TcpStream {
             iface,
             handle,
             local,
             remote,
             smc_port: None,
-        })
+        };
+        match replacement {
+            Ok(replacement) => self.pending.push(replacement),
+            // Keep the connection; the backlog is one socket shorter.
+            Err(e) => log::warn!(
+                "net: port {}: no replacement listening socket: {e}",
+                self.port
+            ),
+        }
+        Ok(stream)
     }
 
     /// Whether SMC is offered on this port.
@@ -662,8 +696,10 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let mut stack = self.iface.stack.lock();
-        stack.sockets.get_mut::<tcp::Socket>(self.pending).abort();
-        stack.graveyard.push(self.pending);
+        for &handle in &self.pending {
+            stack.sockets.get_mut::<tcp::Socket>(handle).abort();
+            stack.graveyard.push(handle);
+        }
         if self.smc {
             stack.device.disable_port(self.port);
         }

@@ -25,6 +25,7 @@ kernel::test_main!(
     smc_on_both_sides_negotiates_and_streams_byte_exact,
     listener_without_smc_gives_plain_tcp,
     client_without_smc_gives_plain_tcp,
+    backlog_takes_concurrent_connections,
 );
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -33,6 +34,7 @@ const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PORT_SMC: u16 = 5000;
 const PORT_PLAIN_LISTENER: u16 = 5001;
 const PORT_PLAIN_CLIENT: u16 = 5002;
+const PORT_BACKLOG: u16 = 5003;
 /// Bytes streamed in the SMC-negotiated connection.
 const STREAM_LEN: usize = 16 << 20;
 
@@ -193,4 +195,76 @@ fn client_without_smc_gives_plain_tcp() {
     assert_eq!(report.first_mismatch, None);
     assert!(!client_capable);
     assert!(!report.peer_smc_capable);
+}
+
+/// Three clients connect at once, before the server accepts: all three handshakes
+/// complete in the listener's backlog, each stream arrives intact and SMC-negotiated.
+fn backlog_takes_concurrent_connections() {
+    const CLIENTS: usize = 3;
+    const LEN: usize = 16 * 1024;
+    let (client, server) = nics();
+    let mut listener = server
+        .listen(PORT_BACKLOG, true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    const { assert!(CLIENTS <= net::LISTEN_BACKLOG) };
+    let connected = Rc::new(Cell::new(0usize));
+    let done = Rc::new(Cell::new(0usize));
+    for id in 0..CLIENTS {
+        let (connected, done) = (connected.clone(), done.clone());
+        executor::spawn(async move {
+            let stream = client
+                .connect((SERVER_IP, PORT_BACKLOG), true)
+                .await
+                .unwrap_or_else(|e| panic!("client {id}: connect: {e}"));
+            connected.set(connected.get() + 1);
+            assert!(stream.peer_smc_capable(), "client {id}: no SMC");
+            // Each client's stream starts at a different pattern offset.
+            let data: alloc::vec::Vec<u8> = (0..LEN).map(|i| pattern(id * LEN + i)).collect();
+            stream
+                .write_all(&data)
+                .await
+                .unwrap_or_else(|e| panic!("client {id}: {e}"));
+            stream.close().await;
+            done.set(done.get() + 1);
+        });
+    }
+    let deadline = clock::now() + Duration::from_secs(30);
+    let seen = executor::run_until(executor::with_deadline(deadline, async {
+        // All three handshakes complete before the first accept (a connect refused for
+        // lack of a listening socket would panic its client task).
+        while connected.get() < CLIENTS {
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        let mut seen = [false; CLIENTS];
+        for _ in 0..CLIENTS {
+            let stream = listener
+                .accept()
+                .await
+                .unwrap_or_else(|e| panic!("accept: {e}"));
+            assert!(stream.peer_smc_capable());
+            let mut data = vec![0u8; LEN];
+            stream
+                .read_exact(&mut data)
+                .await
+                .unwrap_or_else(|e| panic!("read: {e}"));
+            let id = (0..CLIENTS)
+                .find(|&id| data[0] == pattern(id * LEN) && data[1] == pattern(id * LEN + 1))
+                .expect("stream matches no client");
+            assert!(!seen[id], "client {id} accepted twice");
+            assert!(
+                data.iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == pattern(id * LEN + i)),
+                "client {id}: stream corrupted"
+            );
+            seen[id] = true;
+            stream.close().await;
+        }
+        while done.get() < CLIENTS {
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        seen
+    }))
+    .unwrap_or_else(|_| panic!("backlog connections did not finish within 30 s"));
+    assert_eq!(seen, [true; CLIENTS]);
 }

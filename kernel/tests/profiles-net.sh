@@ -22,8 +22,9 @@ profile_net_loop() {
 
 post_net_loop() {
     [[ "$1" -eq 33 ]] || return 0 # the guest failed already
-    # 5000: SMC on both sides; 5001: listener without SMC; 5002: client without SMC.
-    python3 "$NET_SYN_TOOL" "$RUN_DIR/net_loop.pcap" 5000:1:1 5001:1:0 5002:0:0
+    # 5000: SMC on both sides; 5001: listener without SMC; 5002: client without SMC;
+    # 5003: three concurrent SMC connections (backlog).
+    python3 "$NET_SYN_TOOL" "$RUN_DIR/net_loop.pcap" 5000:1:1 5001:1:0 5002:0:0 5003:1:1
 }
 
 # ---------------------------------------------------------------- net_pair
