@@ -902,8 +902,9 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut stack = self.iface.stack.lock();
         let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
-        // Unsent data is discarded: `close().await` first for a graceful end.
-        if socket.state() != tcp::State::Closed {
+        // TIME-WAIT (after `close`) ends by itself; anything else still open is reset
+        // (unsent data is discarded: `close().await` first for a graceful end).
+        if !matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait) {
             socket.abort();
         }
         stack.graveyard.push(self.handle);

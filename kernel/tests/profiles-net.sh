@@ -24,7 +24,7 @@ post_net_loop() {
     [[ "$1" -eq 33 ]] || return 0 # the guest failed already
     # 5000: SMC on both sides; 5001: listener without SMC; 5002: client without SMC;
     # 5003: three concurrent SMC connections (backlog).
-    python3 "$NET_SYN_TOOL" "$RUN_DIR/net_loop.pcap" 5000:1:1 5001:1:0 5002:0:0 5003:1:1
+    python3 "$NET_SYN_TOOL" --no-resets "$RUN_DIR/net_loop.pcap" 5000:1:1 5001:1:0 5002:0:0 5003:1:1
 }
 
 # ---------------------------------------------------------------- net_pair
@@ -101,5 +101,5 @@ post_net_pair() {
         echo "post_net_pair: server VM failed (status $server_status, last line '$last')" >&2
         return 1
     fi
-    python3 "$NET_SYN_TOOL" "$RUN_DIR/net_pair.pcap" 5000:1:1 5001:1:0 5002:0:0
+    python3 "$NET_SYN_TOOL" --no-resets "$RUN_DIR/net_pair.pcap" 5000:1:1 5001:1:0 5002:0:0
 }

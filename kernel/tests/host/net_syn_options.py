@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """net_syn_options.py: check the SMC TCP option in the SYN/SYN-ACKs of a pcap.
 
-Usage: net_syn_options.py PCAP PORT:SYN:SYNACK [PORT:SYN:SYNACK ...]
+Usage: net_syn_options.py [--no-resets] PCAP PORT:SYN:SYNACK [PORT:SYN:SYNACK ...]
 
 For each server PORT, every SYN to it must (1) or must not (0) carry the SMC option,
 and likewise every SYN-ACK from it; each listed port must have at least one SYN and one
 SYN-ACK. The option is recognised by Linux's rules (protocol reference section 1): kind
 254, even length >= 6, first four data bytes E2 D4 C3 D9, on SYN segments only.
-When tshark is installed, its decoding of the same capture must agree.
+With --no-resets, any TCP segment with RST set fails the check (every connection must
+end with the ordinary FIN exchange). When tshark is installed, its decoding of the same
+capture must agree.
 Exit 0 when everything matches, 1 otherwise (with a message), 2 on usage errors.
 """
 import shutil
@@ -38,8 +40,8 @@ def carries_smc(options: bytes) -> bool:
     return False
 
 
-def syn_segments(path):
-    """Yield (src_port, dst_port, ack, options) for each TCP SYN in an Ethernet pcap."""
+def tcp_segments(path):
+    """Yield (src_port, dst_port, flags, options) for each TCP segment in an Ethernet pcap."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -68,10 +70,15 @@ def syn_segments(path):
         tcp = ip[ihl:]
         header_len = (tcp[12] >> 4) * 4
         flags = tcp[13]
-        if not flags & 0x02 or len(tcp) < header_len or header_len < 20:
+        if len(tcp) < header_len or header_len < 20:
             continue
         src, dst = struct.unpack("!HH", tcp[:4])
-        yield src, dst, bool(flags & 0x10), bytes(tcp[20:header_len])
+        yield src, dst, flags, bytes(tcp[20:header_len])
+
+
+def syn_segments(segments):
+    """(src_port, dst_port, ack, options) of the SYN segments."""
+    return [(s, d, bool(f & 0x10), o) for s, d, f, o in segments if f & 0x02]
 
 
 def tshark_segments(path):
@@ -107,6 +114,8 @@ def check(segments, expectations, source):
 
 
 def main(argv):
+    no_resets = "--no-resets" in argv
+    argv = [a for a in argv if a != "--no-resets"]
     if len(argv) < 3:
         print(__doc__)
         return 2
@@ -117,11 +126,18 @@ def main(argv):
         print("bad PORT:SYN:SYNACK argument")
         return 2
     try:
-        segments = list(syn_segments(argv[1]))
+        all_segments = list(tcp_segments(argv[1]))
     except (OSError, ValueError) as e:
         print(f"cannot read {argv[1]}: {e}")
         return 1
-    ok = check(segments, expectations, "pcap")
+    ok = check(syn_segments(all_segments), expectations, "pcap")
+    resets = [(s, d) for s, d, f, o in all_segments if f & 0x04]
+    if no_resets:
+        if resets:
+            print(f"pcap: {len(resets)} RST segment(s), first {resets[0][0]} -> {resets[0][1]}")
+            ok = False
+        else:
+            print(f"pcap: {len(all_segments)} TCP segments, no RST")
     if shutil.which("tshark"):
         try:
             ok = check(list(tshark_segments(argv[1])), expectations, "tshark") and ok
