@@ -205,6 +205,7 @@ impl<'a, M: SharedMemory + ?Sized> ShmSlice<'a, M> {
 /// usable through `&self` on one core and in multi-threaded host tests alike; the lock
 /// also makes the 64-bit word operations atomic with respect to every other access.
 pub struct HeapMemory {
+    len: usize,
     bytes: spin::Mutex<alloc::boxed::Box<[u8]>>,
 }
 
@@ -212,6 +213,7 @@ impl HeapMemory {
     /// A zeroed region of `len` bytes.
     pub fn new(len: usize) -> Self {
         HeapMemory {
+            len,
             bytes: spin::Mutex::new(alloc::vec![0u8; len].into_boxed_slice()),
         }
     }
@@ -227,7 +229,7 @@ impl core::fmt::Debug for HeapMemory {
 
 impl SharedMemory for HeapMemory {
     fn len(&self) -> usize {
-        self.bytes.lock().len()
+        self.len
     }
 
     fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
