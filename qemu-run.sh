@@ -304,8 +304,24 @@ cmd_test() {
     log "host tests: cargo test (default members), cargo test -p boot --lib"
     cargo test
     cargo test -p boot --lib
-    log "in-QEMU kernel tests: cargo test -p kernel --target $TARGET"
-    cargo test -p kernel --target "$TARGET"
+    log "in-QEMU kernel tests: cargo test -p kernel --target $TARGET --no-fail-fast"
+    local out status=0
+    out="$(mktemp "${TMPDIR:-/tmp}/smcd-kernel-tests.XXXXXX")"
+    cargo test -p kernel --target "$TARGET" --no-fail-fast 2>&1 | tee "$out" || status=$?
+    # Closing summary over all test images: functions passed in passing images, and failed
+    # images (an image stops at its first failing test).
+    local passed images failed
+    passed="$(grep -oE '^qemu-run: PASS [^ ]+ \(kernel tests: [0-9]+ passed' "$out" \
+        | grep -oE '[0-9]+ passed' | awk '{ s += $1 } END { print s + 0 }')"
+    images="$(grep -cE '^qemu-run: PASS ' "$out" || true)"
+    failed="$(grep -oE '^qemu-run: FAIL [^:]+' "$out" | sort -u | wc -l)"
+    rm -f "$out"
+    log "in-QEMU kernel tests: $images image(s) passed, $failed failed"
+    if [[ $status -ne 0 && $failed -eq 0 ]]; then
+        failed=1 # cargo failed before any image ran (build error)
+    fi
+    echo "kernel: $passed passed, $failed failed"
+    return "$status"
 }
 
 # selftest_one <test> <pattern>...: runs a `deliberate_*` test, which must fail, and checks
