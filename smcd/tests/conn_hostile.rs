@@ -282,8 +282,10 @@ proptest! {
         sent in 0usize..200,
         received in 0usize..200,
         cdcs in prop::collection::vec(arbitrary_cdc(), 1..6),
+        nocopy in any::<bool>(),
     ) {
-        let mut p = Pair::new(rings.0, rings.1, DataMode::Copy);
+        let mode = if nocopy { DataMode::NoCopy } else { DataMode::Copy };
+        let mut p = Pair::new(rings.0, rings.1, mode);
         let _ = p.a.write(&p.a_dev, &vec![1u8; sent]);
         let _ = p.b.write(&p.b_dev, &vec![2u8; received]);
         p.pump();
