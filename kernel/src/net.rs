@@ -22,17 +22,18 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::{pin, Pin};
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
 use drivers::net::smc_option::SmcOptionDevice;
 use drivers::net::virtio::{DmaPlatform, VirtioNet, VirtioNetError};
 use drivers::net::{Nic, NicError};
+use smcd::stream::{ByteStream, StreamError};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
@@ -55,6 +56,8 @@ const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 /// Sockets listening per [`TcpListener`] (connections that can complete before
 /// `accept`).
 pub const LISTEN_BACKLOG: usize = 4;
+/// After our FIN, a connection with no progress for this long is aborted by smoltcp.
+const CLOSE_TIMEOUT_SECS: u64 = 10;
 /// How long [`TcpStream::close`] waits for the NIC to send the final segments.
 const TRANSMIT_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// The MSI-X table entry used for the receive queue.
@@ -614,6 +617,8 @@ impl NetInterface {
             local,
             remote,
             smc_port: smc.then_some(local.port),
+            shut_down: Cell::new(false),
+            closed: Cell::new(false),
         };
         stream.established().await?;
         Ok(stream)
@@ -675,6 +680,8 @@ impl TcpListener {
             local,
             remote,
             smc_port: None,
+            shut_down: Cell::new(false),
+            closed: Cell::new(false),
         };
         match replacement {
             Ok(replacement) => self.pending.push(replacement),
@@ -714,6 +721,11 @@ pub struct TcpStream {
     remote: IpEndpoint,
     /// Client port we enabled for SMC (disabled again when the stream goes away).
     smc_port: Option<u16>,
+    /// We shut down our write direction or closed: a CLOSED socket then means a
+    /// finished connection, otherwise a reset.
+    shut_down: Cell<bool>,
+    /// [`ByteStream::close`] was called: every further operation fails with `Closed`.
+    closed: Cell<bool>,
 }
 
 impl TcpStream {
@@ -865,12 +877,15 @@ impl TcpStream {
     /// Send FIN after the queued data (the peer then reads end of stream); reading stays
     /// possible until the peer closes too.
     pub fn shutdown_write(&self) {
+        self.shut_down.set(true);
         {
             let mut stack = self.iface.stack.lock();
             let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
             // From now on acknowledge at once: the ACK of the peer's FIN then leaves in
             // the same poll that moves us to TIME-WAIT, so `close` can wait for it.
             socket.set_ack_delay(None);
+            // A peer that stops answering cannot keep the socket forever.
+            socket.set_timeout(Some(smoltcp::time::Duration::from_secs(CLOSE_TIMEOUT_SECS)));
             socket.close();
         }
         self.iface.kick();
@@ -898,13 +913,133 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// Wake `waker` when the stream may have become readable or writable (for callers of
+    /// the non-blocking [`ByteStream`] methods; one waker per direction, the last wins).
+    pub fn register_waker(&self, waker: &Waker) {
+        let mut stack = self.iface.stack.lock();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+        socket.register_recv_waker(waker);
+        socket.register_send_waker(waker);
+    }
+
+    /// End of stream, or a reset: a socket that went CLOSED without our FIN was reset
+    /// (or timed out).
+    fn end_of_stream(&self, state: tcp::State) -> Result<usize, StreamError> {
+        if state == tcp::State::Closed && !self.shut_down.get() {
+            Err(StreamError::Reset)
+        } else {
+            Ok(0)
+        }
+    }
+}
+
+/// The smcd byte-stream contract (`smcd::stream`) over the smoltcp socket: the CLC
+/// handshake and the TCP fallback run over this.
+impl ByteStream for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        if self.closed.get() {
+            return Err(StreamError::Closed);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let read = {
+            let mut stack = self.iface.stack.lock();
+            let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+            if socket.can_recv() {
+                socket.recv_slice(buf).map_err(|_| StreamError::Reset)?
+            } else if !socket.may_recv() {
+                let state = socket.state();
+                drop(stack);
+                return self.end_of_stream(state);
+            } else {
+                return Err(StreamError::WouldBlock);
+            }
+        };
+        if read > 0 {
+            self.iface.kick();
+        }
+        Ok(read)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, StreamError> {
+        if self.closed.get() {
+            return Err(StreamError::Closed);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let written = {
+            let mut stack = self.iface.stack.lock();
+            let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+            if !socket.may_send() {
+                let reset = socket.state() == tcp::State::Closed && !self.shut_down.get();
+                return Err(if reset {
+                    StreamError::Reset
+                } else {
+                    StreamError::BrokenPipe
+                });
+            }
+            if !socket.can_send() {
+                return Err(StreamError::WouldBlock);
+            }
+            socket
+                .send_slice(data)
+                .map_err(|_| StreamError::BrokenPipe)?
+        };
+        self.iface.kick();
+        Ok(written)
+    }
+
+    fn shutdown_write(&mut self) -> Result<(), StreamError> {
+        if self.closed.get() {
+            return Err(StreamError::Closed);
+        }
+        TcpStream::shutdown_write(self);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), StreamError> {
+        if !self.closed.replace(true) {
+            // FIN after the queued data; the socket finishes the close on its own and is
+            // released when this value is dropped (it stays until CLOSED or TIME-WAIT).
+            TcpStream::shutdown_write(self);
+        }
+        Ok(())
+    }
+
+    fn peer_smc_capable(&self) -> bool {
+        TcpStream::peer_smc_capable(self)
+    }
+
+    fn read_ready(&self) -> bool {
+        if self.closed.get() {
+            return true;
+        }
+        let mut stack = self.iface.stack.lock();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+        socket.can_recv() || !socket.may_recv()
+    }
+
+    fn write_ready(&self) -> bool {
+        if self.closed.get() {
+            return true;
+        }
+        let mut stack = self.iface.stack.lock();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+        socket.can_send() || !socket.may_send()
+    }
+}
+
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut stack = self.iface.stack.lock();
         let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
-        // TIME-WAIT (after `close`) ends by itself; anything else still open is reset
-        // (unsent data is discarded: `close().await` first for a graceful end).
-        if !matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait) {
+        // After our FIN (`shutdown_write`, `close`) the socket finishes on its own, bounded
+        // by its timeout; a stream dropped while still open is reset (unsent data is
+        // discarded: `close().await` first for a graceful end).
+        if !self.shut_down.get() && socket.state() != tcp::State::Closed {
             socket.abort();
         }
         stack.graveyard.push(self.handle);

@@ -16,7 +16,8 @@ use core::time::Duration;
 use kernel::clock;
 use kernel::cmdline::Ipv4Cidr;
 use kernel::executor;
-use kernel::net::{self, NetError, NetInterface};
+use kernel::net::{self, NetError, NetInterface, TcpStream};
+use smcd::stream::{ByteStream, StreamError};
 use kernel::platform;
 use spin::Once;
 
@@ -26,6 +27,7 @@ kernel::test_main!(
     listener_without_smc_gives_plain_tcp,
     client_without_smc_gives_plain_tcp,
     backlog_takes_concurrent_connections,
+    byte_stream_contract,
 );
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -35,6 +37,7 @@ const PORT_SMC: u16 = 5000;
 const PORT_PLAIN_LISTENER: u16 = 5001;
 const PORT_PLAIN_CLIENT: u16 = 5002;
 const PORT_BACKLOG: u16 = 5003;
+const PORT_BYTE_STREAM: u16 = 5004;
 /// Bytes streamed in the SMC-negotiated connection.
 const STREAM_LEN: usize = 16 << 20;
 
@@ -267,4 +270,85 @@ fn backlog_takes_concurrent_connections() {
     }))
     .unwrap_or_else(|_| panic!("backlog connections did not finish within 30 s"));
     assert_eq!(seen, [true; CLIENTS]);
+}
+
+/// Retry a non-blocking stream operation until it stops saying `WouldBlock`, sleeping on
+/// the stream's wakers in between (bounded by the caller's deadline).
+async fn retry<T>(
+    stream: &mut TcpStream,
+    mut op: impl FnMut(&mut TcpStream) -> Result<T, StreamError>,
+) -> Result<T, StreamError> {
+    loop {
+        match op(stream) {
+            Err(StreamError::WouldBlock) => {
+                core::future::poll_fn(|cx| {
+                    stream.register_waker(cx.waker());
+                    if stream.read_ready() || stream.write_ready() {
+                        core::task::Poll::Ready(())
+                    } else {
+                        core::task::Poll::Pending
+                    }
+                })
+                .await;
+                executor::yield_now().await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The smcd `ByteStream` contract over the smoltcp socket: WouldBlock before data,
+/// in-order bytes, end of stream after the peer's shutdown, BrokenPipe after our own,
+/// Reset when the peer aborts, Closed after close, and the SMC bit.
+fn byte_stream_contract() {
+    let (client, server) = nics();
+    let mut listener = server.listen(PORT_BYTE_STREAM, true).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = clock::now() + Duration::from_secs(20);
+    executor::run_until(executor::with_deadline(deadline, async {
+        let mut a = client
+            .connect((SERVER_IP, PORT_BYTE_STREAM), true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut b = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(ByteStream::peer_smc_capable(&a) && ByteStream::peer_smc_capable(&b));
+
+        let mut buf = [0u8; 16];
+        assert_eq!(ByteStream::read(&mut b, &mut buf), Err(StreamError::WouldBlock));
+        assert!(!b.read_ready());
+        assert!(a.write_ready());
+        assert_eq!(ByteStream::write(&mut a, b""), Ok(0));
+        assert_eq!(ByteStream::write(&mut a, b"hello"), Ok(5));
+        let n = retry(&mut b, |s| ByteStream::read(s, &mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"hello");
+
+        // Our shutdown: writes fail, the peer reads end of stream, we still read.
+        ByteStream::shutdown_write(&mut a).unwrap();
+        assert_eq!(ByteStream::write(&mut a, b"x"), Err(StreamError::BrokenPipe));
+        assert_eq!(retry(&mut b, |s| ByteStream::read(s, &mut buf)).await, Ok(0));
+        assert_eq!(ByteStream::write(&mut b, b"back"), Ok(4));
+        let n = retry(&mut a, |s| ByteStream::read(s, &mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"back");
+
+        // Close: every later operation says Closed.
+        ByteStream::close(&mut b).unwrap();
+        assert_eq!(ByteStream::read(&mut b, &mut buf), Err(StreamError::Closed));
+        assert_eq!(ByteStream::write(&mut b, b"x"), Err(StreamError::Closed));
+        assert_eq!(retry(&mut a, |s| ByteStream::read(s, &mut buf)).await, Ok(0));
+        drop(a);
+        drop(b);
+
+        // A peer that drops its stream without closing resets the connection.
+        let mut c = client
+            .connect((SERVER_IP, PORT_BYTE_STREAM), false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let d = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!ByteStream::peer_smc_capable(&c));
+        drop(d);
+        assert_eq!(
+            retry(&mut c, |s| ByteStream::read(s, &mut buf)).await,
+            Err(StreamError::Reset)
+        );
+    }))
+    .unwrap_or_else(|_| panic!("byte stream contract did not finish within 20 s"));
 }
