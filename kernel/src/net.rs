@@ -17,7 +17,10 @@
 //!   the local port SMC-enabled in the middleware (client: option in the SYN; server:
 //!   option echoed in the SYN-ACK when the client offered it);
 //! - [`TcpStream::peer_smc_capable`] (or [`NetInterface::peer_smc_capable`]) tells, once
-//!   connected, whether the option went both ways.
+//!   connected, whether the option went both ways;
+//! - [`TcpStream`] is used either async (`read`, `write_all`, `flush`, `close`, or the
+//!   `poll_*` forms) or through `smcd::stream::ByteStream` (non-blocking, `WouldBlock`;
+//!   wait with [`TcpStream::register_waker`]).
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -771,8 +774,9 @@ impl TcpStream {
     }
 
     /// Poll form of [`TcpStream::read`] (for adapters implementing their own stream
-    /// traits): `Ready(Ok(0))` at end of stream (also after a reset; smoltcp does not
-    /// tell them apart), `Pending` with `cx`'s waker registered otherwise.
+    /// traits): `Ready(Ok(0))` at end of stream, `Ready(Err(ConnectionReset))` when the
+    /// connection went CLOSED without our FIN, `Pending` with `cx`'s waker registered
+    /// otherwise.
     pub fn poll_read(
         &self,
         cx: &mut Context<'_>,
@@ -786,8 +790,13 @@ impl TcpStream {
                     .recv_slice(buffer)
                     .map_err(|_| NetError::ConnectionReset)
             } else if !socket.may_recv() {
-                // The peer sent FIN (or the connection is gone): end of stream.
-                return Poll::Ready(Ok(0));
+                // The peer sent FIN: end of stream; CLOSED without our FIN: reset.
+                let state = socket.state();
+                drop(stack);
+                return Poll::Ready(
+                    self.end_of_stream(state)
+                        .map_err(|_| NetError::ConnectionReset),
+                );
             } else {
                 socket.register_recv_waker(cx.waker());
                 return Poll::Pending;
