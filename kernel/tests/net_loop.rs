@@ -17,8 +17,8 @@ use kernel::clock;
 use kernel::cmdline::Ipv4Cidr;
 use kernel::executor;
 use kernel::net::{self, NetError, NetInterface, TcpStream};
-use smcd::stream::{ByteStream, StreamError};
 use kernel::platform;
+use smcd::stream::{ByteStream, StreamError};
 use spin::Once;
 
 kernel::test_main!(
@@ -302,7 +302,9 @@ async fn retry<T>(
 /// Reset when the peer aborts, Closed after close, and the SMC bit.
 fn byte_stream_contract() {
     let (client, server) = nics();
-    let mut listener = server.listen(PORT_BYTE_STREAM, true).unwrap_or_else(|e| panic!("{e}"));
+    let mut listener = server
+        .listen(PORT_BYTE_STREAM, true)
+        .unwrap_or_else(|e| panic!("{e}"));
     let deadline = clock::now() + Duration::from_secs(20);
     executor::run_until(executor::with_deadline(deadline, async {
         let mut a = client
@@ -313,27 +315,43 @@ fn byte_stream_contract() {
         assert!(ByteStream::peer_smc_capable(&a) && ByteStream::peer_smc_capable(&b));
 
         let mut buf = [0u8; 16];
-        assert_eq!(ByteStream::read(&mut b, &mut buf), Err(StreamError::WouldBlock));
+        assert_eq!(
+            ByteStream::read(&mut b, &mut buf),
+            Err(StreamError::WouldBlock)
+        );
         assert!(!b.read_ready());
         assert!(a.write_ready());
         assert_eq!(ByteStream::write(&mut a, b""), Ok(0));
         assert_eq!(ByteStream::write(&mut a, b"hello"), Ok(5));
-        let n = retry(&mut b, |s| ByteStream::read(s, &mut buf)).await.unwrap();
+        let n = retry(&mut b, |s| ByteStream::read(s, &mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf[..n], b"hello");
 
         // Our shutdown: writes fail, the peer reads end of stream, we still read.
         ByteStream::shutdown_write(&mut a).unwrap();
-        assert_eq!(ByteStream::write(&mut a, b"x"), Err(StreamError::BrokenPipe));
-        assert_eq!(retry(&mut b, |s| ByteStream::read(s, &mut buf)).await, Ok(0));
+        assert_eq!(
+            ByteStream::write(&mut a, b"x"),
+            Err(StreamError::BrokenPipe)
+        );
+        assert_eq!(
+            retry(&mut b, |s| ByteStream::read(s, &mut buf)).await,
+            Ok(0)
+        );
         assert_eq!(ByteStream::write(&mut b, b"back"), Ok(4));
-        let n = retry(&mut a, |s| ByteStream::read(s, &mut buf)).await.unwrap();
+        let n = retry(&mut a, |s| ByteStream::read(s, &mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf[..n], b"back");
 
         // Close: every later operation says Closed.
         ByteStream::close(&mut b).unwrap();
         assert_eq!(ByteStream::read(&mut b, &mut buf), Err(StreamError::Closed));
         assert_eq!(ByteStream::write(&mut b, b"x"), Err(StreamError::Closed));
-        assert_eq!(retry(&mut a, |s| ByteStream::read(s, &mut buf)).await, Ok(0));
+        assert_eq!(
+            retry(&mut a, |s| ByteStream::read(s, &mut buf)).await,
+            Ok(0)
+        );
         drop(a);
         drop(b);
 
