@@ -10,6 +10,8 @@
 #                                          runner with its message (builds the
 #                                          `deliberate-failure` feature)
 #   qemu-run.sh boot-time [image]          time from QEMU start to the first serial line
+#   qemu-run.sh pair [options]             two VMs: link + ivshmem (scripts/pair.sh; --help)
+#   qemu-run.sh demo                       SMC-D vs TCP ping-pong and stream, as a table
 #
 # Environment:
 #   QEMU_TIMEOUT   hard limit per QEMU run in seconds (default 60)
@@ -400,6 +402,9 @@ cmd_boot_time() {
     echo "image size: $(stat -c %s "$image") bytes"
 }
 
+# shellcheck source=scripts/pair.sh
+source "$REPO_ROOT/scripts/pair.sh"
+
 main() {
     local cmd="${1:-help}"
     [[ $# -gt 0 ]] && shift
@@ -410,7 +415,9 @@ main() {
         test) cmd_test "$@" ;;
         selftest-failure) cmd_selftest_failure "$@" ;;
         boot-time) cmd_boot_time "$@" ;;
-        help|-h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+        pair) cmd_pair "$@" ;;
+        demo) cmd_demo "$@" ;;
+        help|-h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
         *) die "unknown subcommand '$cmd' (try: qemu-run.sh help)" ;;
     esac
 }
