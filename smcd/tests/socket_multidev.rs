@@ -1,0 +1,73 @@
+//! A stack with several ISM devices: the Proposal lists them all (§2.2) and the
+//! connection runs on the one the server matched by CHID (§2.5).
+
+mod sim_support;
+
+use core::time::Duration;
+
+use sim_support::*;
+use smcd::ism::IsmDevice;
+use smcd::loopback::{LoopbackFabric, LoopbackIsm};
+use smcd::socket::{SocketState, Stack, Transport};
+use smcd::stream::MemPipe;
+
+const T0: Duration = Duration::from_secs(1);
+
+type Dev = ChidOverride<LoopbackIsm>;
+
+#[test]
+fn connection_uses_the_device_the_server_matched() {
+    let fabric = LoopbackFabric::new(40);
+    // Client: device 0 on CHID 0xFF01 (the server has none there), device 1 on 0xFFFF.
+    let client_devs = vec![
+        ChidOverride {
+            inner: fabric.device(41),
+            chid: 0xFF01,
+        },
+        ChidOverride {
+            inner: fabric.device(42),
+            chid: 0xFFFF,
+        },
+    ];
+    let server_devs = vec![ChidOverride {
+        inner: fabric.device(43),
+        chid: 0xFFFF,
+    }];
+    let mut client: Stack<Dev, MemPipe> =
+        Stack::new(client_devs, config(&[UEID]), options(32 * 1024));
+    let mut server: Stack<Dev, MemPipe> =
+        Stack::new(server_devs, config(&[UEID]), options(32 * 1024));
+    let (c, s) = connect(&mut client, &mut server, true, T0);
+    assert_eq!(client.state(c), SocketState::Smcd);
+    let server_gid = server.devices()[0].local_gid();
+    match client.transport(c) {
+        Some(Transport::Smcd {
+            device, peer_gid, ..
+        }) => {
+            assert_eq!(device, 1);
+            assert_eq!(peer_gid, server_gid);
+        }
+        other => panic!("{other:?}"),
+    }
+    match server.transport(s) {
+        Some(Transport::Smcd { peer_gid, .. }) => {
+            assert_eq!(peer_gid, client.devices()[1].local_gid())
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.devices()[0].inner.registered_dmbs(), 0);
+    assert_eq!(client.devices()[1].inner.registered_dmbs(), 1);
+    write_all(&mut client, c, &mut server, b"via device 1", T0);
+    client.shutdown(c).unwrap();
+    assert_eq!(
+        read_to_eof(&mut server, s, &mut client, T0),
+        b"via device 1"
+    );
+    // The reply signals the client's DMB on device 1: the event is mapped by
+    // (device, DMB index) to the right connection.
+    write_all(&mut server, s, &mut client, b"reply", T0);
+    server.shutdown(s).unwrap();
+    assert_eq!(read_to_eof(&mut client, c, &mut server, T0), b"reply");
+    assert!(client.socket_stats(c).unwrap().signals_rx > 0);
+    assert!(server.socket_stats(s).unwrap().signals_rx > 0);
+}
