@@ -53,7 +53,7 @@ use crate::pci::{self, PciDevice, PciError};
 const VIRTIO_VENDOR_ID: u16 = 0x1af4;
 const VIRTIO_NET_DEVICE_IDS: [u16; 2] = [0x1000, 0x1041];
 /// Socket buffer size per direction (window scaling lets the peer use all of it).
-pub const SOCKET_BUFFER_LEN: usize = 256 * 1024;
+pub const SOCKET_BUFFER_LEN: usize = 128 * 1024;
 /// Ephemeral port range for active opens (IANA dynamic ports).
 const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 /// Sockets listening per [`TcpListener`] (connections that can complete before
