@@ -5,4 +5,7 @@ pub mod nic;
 pub mod smc_option;
 pub mod virtio;
 
+#[cfg(test)]
+mod virtio_fake;
+
 pub use nic::{Nic, NicError};

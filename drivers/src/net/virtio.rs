@@ -464,6 +464,9 @@ impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
             return Err(NicError::FrameTooLong(len));
         }
         self.reclaim_transmitted()?;
+        if !self.device.can_send() {
+            return Err(NicError::TransmitQueueFull);
+        }
         let mut buffer = self
             .transmit_free
             .pop()
