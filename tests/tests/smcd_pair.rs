@@ -1,0 +1,197 @@
+//! Two VMs: SMC-D over the ivshmem region, fallback to TCP, many connections
+//! (issue 5 items a, b, c).
+//!
+//! Each test boots a pair through `qemu-run.sh pair` and reads the apps' JSON lines
+//! (field names: `e2e` crate docs, "result lines").
+
+use std::time::Duration;
+
+use e2e::{
+    check_syn_options, ensure, field_str, field_u64, starts_with_clc, stream_run, tcp_payload,
+    tcp_payloads, Direction, Result, StreamSpec,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// (a) 64 MiB each way over SMC-D: the data went through the DMBs (CDC messages, SMC-D
+/// byte counters), the TCP connection carried nothing but the CLC handshake, and the
+/// digests on both sides agree.
+#[test]
+fn smcd_64mib_each_way_through_the_dmbs() -> Result<()> {
+    let size = 64 * MIB;
+    for dir in [Direction::Vm0ToVm1, Direction::Vm1ToVm0] {
+        let Some(run) = stream_run(
+            "smcd_64mib",
+            &StreamSpec {
+                dir,
+                sender_args: format!("port=7100 size={size}"),
+                receiver_args: "port=7100".to_string(),
+                conns: 1,
+                timeout: Duration::from_secs(240),
+            },
+            |_| {},
+            |_| Ok(()),
+        )?
+        else {
+            return Ok(());
+        };
+        run.check_byte_exact(size)?;
+        for v in run.all_conns() {
+            ensure(field_str(v, "transport")? == "smcd", || {
+                format!("not over SMC-D: {v}")
+            })?;
+            ensure(field_str(v, "device")? == "ivshmem", || {
+                format!("not over ivshmem: {v}")
+            })?;
+            ensure(
+                field_u64(v, "clc_bytes_tx")? > 0 && field_u64(v, "clc_bytes_rx")? > 0,
+                || format!("no CLC handshake counted: {v}"),
+            )?;
+            ensure(tcp_payload(v)? == (0, 0), || {
+                format!("TCP payload after the handshake: {v}")
+            })?;
+        }
+        for v in &run.sender {
+            ensure(field_u64(v, "cdcs_tx")? > 0, || {
+                format!("sender sent no CDC: {v}")
+            })?;
+        }
+        for v in &run.receiver {
+            ensure(field_u64(v, "cdcs_rx")? > 0, || {
+                format!("receiver got no CDC: {v}")
+            })?;
+        }
+        println!(
+            "smcd 64 MiB {dir:?}: {:.1} s wall (boot of two VMs included)",
+            run.wall.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// (b) The client does not offer SMC (`smc=off`): no TCP option in SYN or SYN-ACK, no CLC
+/// message, and the stream runs over plain TCP with reason `0x03010000` on both sides.
+#[test]
+fn fallback_client_without_smc_is_plain_tcp() -> Result<()> {
+    let size = 2 * MIB;
+    let Some(run) = stream_run(
+        "fallback_smc_off",
+        &StreamSpec {
+            dir: Direction::Vm0ToVm1,
+            sender_args: format!("port=7200 size={size} smc=off"),
+            receiver_args: "port=7200".to_string(),
+            conns: 1,
+            timeout: Duration::from_secs(180),
+        },
+        |c| c.pcap = true,
+        |pair| {
+            let pcap = pair.out_dir().join("link.pcap");
+            check_syn_options(&pcap, 7200, false, false)?;
+            let segments = tcp_payloads(&pcap)?;
+            let data: usize = segments.iter().map(Vec::len).sum();
+            ensure(data as u64 >= size, || {
+                format!("pcap holds {data} payload bytes, expected >= {size}")
+            })?;
+            let clc = segments.iter().filter(|s| starts_with_clc(s)).count();
+            ensure(clc == 0, || format!("{clc} CLC message(s) on the link"))
+        },
+    )?
+    else {
+        return Ok(());
+    };
+    run.check_byte_exact(size)?;
+    for v in run.all_conns() {
+        ensure(field_str(v, "transport")? == "tcp", || {
+            format!("not TCP: {v}")
+        })?;
+        ensure(field_str(v, "reason")? == "0x03010000", || {
+            format!("wrong reason: {v}")
+        })?;
+        ensure(
+            field_u64(v, "clc_bytes_tx")? == 0 && field_u64(v, "clc_bytes_rx")? == 0,
+            || format!("CLC bytes without SMC: {v}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// (b) The server VM has no ivshmem device: it declines the Proposal (no SMC-Dv2 device
+/// reaches the client's GID, `0x03030007`), and the stream works over the same TCP
+/// connection, byte-exact.
+#[test]
+fn fallback_server_without_ivshmem_declines() -> Result<()> {
+    let size = 2 * MIB;
+    let Some(run) = stream_run(
+        "fallback_no_ivshmem",
+        &StreamSpec {
+            dir: Direction::Vm0ToVm1,
+            sender_args: format!("port=7300 size={size}"),
+            receiver_args: "port=7300".to_string(),
+            conns: 1,
+            timeout: Duration::from_secs(180),
+        },
+        |c| c.no_ivshmem_vm1 = true,
+        |_| Ok(()),
+    )?
+    else {
+        return Ok(());
+    };
+    run.check_byte_exact(size)?;
+    for v in run.all_conns() {
+        ensure(field_str(v, "transport")? == "tcp", || {
+            format!("not TCP: {v}")
+        })?;
+        ensure(field_str(v, "reason")? == "0x03030007", || {
+            format!("wrong decline code: {v}")
+        })?;
+        ensure(
+            field_u64(v, "clc_bytes_tx")? + field_u64(v, "clc_bytes_rx")? > 0,
+            || format!("no CLC exchange before the Decline: {v}"),
+        )?;
+    }
+    for v in &run.sender {
+        ensure(v["by_peer"] == true, || {
+            format!("client: the Decline came from the peer: {v}")
+        })?;
+    }
+    for v in &run.receiver {
+        ensure(v["by_peer"] == false, || {
+            format!("server: the Decline was its own: {v}")
+        })?;
+    }
+    Ok(())
+}
+
+/// (c) 64 concurrent connections in each direction, all over SMC-D, all byte-exact.
+#[test]
+fn sixty_four_concurrent_connections_each_way() -> Result<()> {
+    let (conns, size) = (64, 256 * 1024);
+    for dir in [Direction::Vm0ToVm1, Direction::Vm1ToVm0] {
+        let Some(run) = stream_run(
+            "conns64",
+            &StreamSpec {
+                dir,
+                sender_args: format!("port=7400 size={size} conns={conns}"),
+                receiver_args: format!("port=7400 conns={conns}"),
+                conns,
+                timeout: Duration::from_secs(240),
+            },
+            |_| {},
+            |_| Ok(()),
+        )?
+        else {
+            return Ok(());
+        };
+        run.check_byte_exact(size)?;
+        for v in run.all_conns() {
+            ensure(field_str(v, "transport")? == "smcd", || {
+                format!("not over SMC-D: {v}")
+            })?;
+        }
+        println!(
+            "64 connections {dir:?}: {:.1} s wall",
+            run.wall.as_secs_f64()
+        );
+    }
+    Ok(())
+}
