@@ -5,8 +5,9 @@
 #
 # A pair is: our ivshmem-server (tools/ivshmem-server) on $OUT/ivshmem.sock, and two QEMUs
 # (TCG, -m 64M), each with a virtio-net NIC and an ivshmem-doorbell (vectors=2) on that
-# socket. The NICs are joined by a QEMU socket netdev on 127.0.0.1 (vm1 listens, vm0
-# connects). Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
+# socket. The NICs are joined by a QEMU socket netdev on 127.0.0.1. The server VM (app=echo
+# or app=sink; else vm1) starts first and listens on the link; the client VM starts once
+# the server printed its `{"event":"ready"}` line, and connects. Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
 # Each VM's serial goes to $OUT/vmN.log and to stdout as `vmN| <line>`. Control lines of
 # the launcher go to stdout as `pair| <text>` (`pair| vmN pid P`, `pair| vmN exited S`,
 # `pair| done`); its diagnostics to stderr.
@@ -32,11 +33,12 @@ pair_usage() {
 qemu-run.sh pair [options]: boot two smcd VMs linked by virtio-net and one ivshmem region
   --vm0 "cmdline"      vm0's kernel command line (after ip=10.0.5.1/24 peer=10.0.5.2)
   --vm1 "cmdline"      vm1's kernel command line (after ip=10.0.5.2/24 peer=10.0.5.1)
-  --only-vm0           boot vm0 alone (loopback runs); no link, no vm1
+  --only-vm0           boot vm0 alone with two NICs on one QEMU hub (app=loopback)
   --no-ivshmem-vm1     vm1 gets no ivshmem device (SMC-D must fall back to TCP)
   --respawn-vm0 "cmdline"
                        when vm0's QEMU ends before its done line (e.g. killed), start a new
-                       vm0 with this command line on the same link and region (once)
+                       vm0 with this command line on the same link and region (once; vm0
+                       must be the client, vm1 the server)
   --pcap FILE          record vm0's NIC traffic (both directions) with filter-dump
   --timeout S          overall limit in seconds (default 120)
   --out DIR            keep logs in DIR (default: a fresh temp dir, printed)
@@ -191,35 +193,49 @@ pair_run() {
     local started=$SECONDS
     pair_start_server "$region" "$max_peers" || return 2
 
-    local port net0=() net1=() dump=()
+    # Start order: the server VM (app=echo/sink; else vm1) first; it also listens on the
+    # link. The client VM starts once the server printed `{"event":"ready"}` (apps do not
+    # retry a refused connect), or, for other apps, its first serial line (by then its
+    # QEMU listens on the link).
+    local first=1 second=0
+    [[ " $vm0 " =~ \ app=(echo|sink)\  && ! " $vm1 " =~ \ app=(echo|sink)\  ]] && { first=0; second=1; }
+    local port dump=() netl=() netc=() net0=()
     PAIR_VM_ON=(1 1)
     [[ $only0 -eq 1 ]] && PAIR_VM_ON=(1 0)
     if [[ $only0 -eq 0 ]]; then
         port="$(pair_free_port)"
-        net1=(-netdev "socket,id=n0,listen=127.0.0.1:$port" -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:02)
-        net0=(-netdev "socket,id=n0,connect=127.0.0.1:$port" -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01)
+        netl=(-netdev "socket,id=n0,listen=127.0.0.1:$port")
+        netc=(-netdev "socket,id=n0,connect=127.0.0.1:$port")
     else
-        # A NIC without a peer: the kernel's network setup finds its device; nothing arrives.
-        net0=(-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01)
+        # Two NICs on one QEMU hub: client and server inside one image (app=loopback).
+        net0=(-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01
+              -netdev hubport,id=n1,hubid=0 -device virtio-net-pci,netdev=n1,mac=52:54:00:00:05:03)
     fi
     [[ -n "$pcap" ]] && dump=(-object "filter-dump,id=dump0,netdev=n0,file=$pcap")
-    local cmd0="ip=$PAIR_IP0/24 peer=$PAIR_IP1 $vm0" cmd1="ip=$PAIR_IP1/24 peer=$PAIR_IP0 $vm1"
-    cmd0="${cmd0% }"
-    cmd1="${cmd1% }"
+    local cmdl=("ip=$PAIR_IP0/24 peer=$PAIR_IP1 $vm0" "ip=$PAIR_IP1/24 peer=$PAIR_IP0 $vm1")
+    cmdl[0]="${cmdl[0]% }"
+    cmdl[1]="${cmdl[1]% }"
+    local ivsh=(1 "$ivsh1") mac=(52:54:00:00:05:01 52:54:00:00:05:02)
+    PAIR_NET_CONNECT=("${netc[@]}" -device "virtio-net-pci,netdev=n0,mac=${mac[second]}")
 
-    if [[ $only0 -eq 0 ]]; then
-        pair_start_vm 1 "$cmd1" "$ivsh1" "${net1[@]}"
-        # vm1's QEMU listens on the port once its netdevs exist, i.e. before the guest's
-        # first serial line; vm0 connects only then (bounded by the overall timeout).
-        local st=0
-        pair_wait_line "$PAIR_OUT/vm1.log" '.' "${PAIR_VM_PID[1]}" "$timeout_s" || st=$?
+    if [[ $only0 -eq 1 ]]; then
+        pair_start_vm 0 "${cmdl[0]}" 1 "${net0[@]}" "${dump[@]}"
+    else
+        local ldump=() cdump=()
+        if [[ $first -eq 0 ]]; then ldump=("${dump[@]}"); else cdump=("${dump[@]}"); fi
+        pair_start_vm "$first" "${cmdl[first]}" "${ivsh[first]}" "${netl[@]}" \
+            -device "virtio-net-pci,netdev=n0,mac=${mac[first]}" "${ldump[@]}"
+        local st=0 re='.'
+        [[ " ${cmdl[first]} " =~ \ app=(echo|sink)\  ]] && re='"event" *: *"ready"'
+        pair_wait_line "$PAIR_OUT/vm$first.log" "$re" "${PAIR_VM_PID[first]}" "$timeout_s" || st=$?
         if [[ $st -ne 0 ]]; then
-            log "pair: vm1 printed nothing (status $st)"
-            cat "$PAIR_OUT/vm1.qemu.log" >&2 2>/dev/null || true
+            log "pair: vm$first not ready (status $st; waited for /$re/)"
+            cat "$PAIR_OUT/vm$first.qemu.log" >&2 2>/dev/null || true
+            pair_teardown
             return $((st == 124 ? 124 : 1))
         fi
+        pair_start_vm "$second" "${cmdl[second]}" "${ivsh[second]}" "${PAIR_NET_CONNECT[@]}" "${cdump[@]}"
     fi
-    pair_start_vm 0 "$cmd0" 1 "${net0[@]}" "${dump[@]}"
 
     # Wait for every VM's done line; stop at the first error line, an early exit or the
     # deadline.
@@ -247,7 +263,7 @@ pair_run() {
                 if [[ $n -eq 0 && $have_respawn -eq 1 && ${reported[0]} -eq 0 ]]; then
                     reported[0]=1
                     mv -f "$PAIR_OUT/vm0.log" "$PAIR_OUT/vm0-first.log"
-                    pair_start_vm 0 "ip=$PAIR_IP0/24 peer=$PAIR_IP1 $respawn0" 1 "${net0[@]}"
+                    pair_start_vm 0 "ip=$PAIR_IP0/24 peer=$PAIR_IP1 $respawn0" 1 "${PAIR_NET_CONNECT[@]}"
                     continue
                 fi
                 log "pair: vm$n ended (QEMU status $status) before its done line"

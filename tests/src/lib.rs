@@ -623,39 +623,56 @@ pub fn field_str<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
 
 // ------------------------------------------------------------------ result lines
 //
-// The apps' JSON lines (kernel/src/apps, `kernel::smc::write_transport`, smcd counters) as
-// the tests read them. One place to follow the apps' field names:
-//
-// - one `{"event":"conn",...}` per finished connection, with `transport` ("smcd" / "tcp"),
-//   `reason` (fallback code, "0x03010000") and `by_peer` for TCP, `device` for SMC-D,
-//   `bytes_tx`/`bytes_rx` (application bytes), `digest_tx`/`digest_rx` (hash of the bytes
-//   sent / received), `tcp_bytes_tx`/`tcp_bytes_rx` (all bytes over the TCP connection)
-//   and `clc_bytes_tx`/`clc_bytes_rx` (the handshake's share of those);
-// - one `{"event":"done",...}` at the end, with `errors` and the global counters
-//   (`dmbs_registered`, `dmbs_freed`, `aborts`, ...).
+// The apps' JSON lines, as documented in `kernel/src/apps/mod.rs` ("Serial output"):
+// `ready` (a server listens), `conn` (a handshake is over: `transport` "smcd"/"tcp",
+// `device`, `reason`, `by_peer`), `result` (per connection: `bytes`, `hash`, `mismatches`,
+// `stats` {`bytes_tx`, `cdcs_tx`, `clc_bytes_tx`, ...}, `tcp_bytes_tx`/`_rx`; pingpong:
+// `p50_ns`...), `counters` (`stack` = the smcd global counters), `error`, and `done`
+// (`ok`, `errors`) as the last line of an app.
 
 /// Whether `v` is a line of this event.
 pub fn is_event(v: &Value, event: &str) -> bool {
     v.get("event").and_then(Value::as_str) == Some(event)
 }
 
-/// The TCP payload a connection carried beyond its CLC handshake, per direction.
+/// A field of the `stats` object of a result line.
+pub fn stat(v: &Value, key: &str) -> Result<u64> {
+    v.get("stats")
+        .and_then(|s| s.get(key))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| E2eError(format!("stats.{key} missing in {v}")))
+}
+
+/// A field of the `stack` object of a counters line.
+pub fn stack_counter(v: &Value, key: &str) -> Result<u64> {
+    v.get("stack")
+        .and_then(|s| s.get(key))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| E2eError(format!("stack.{key} missing in {v}")))
+}
+
+/// The TCP payload a connection carried beyond its CLC handshake (tx, rx), from a result
+/// line: all TCP bytes minus the CLC bytes.
 pub fn tcp_payload(v: &Value) -> Result<(u64, u64)> {
-    let tx = field_u64(v, "tcp_bytes_tx")?.checked_sub(field_u64(v, "clc_bytes_tx")?);
-    let rx = field_u64(v, "tcp_bytes_rx")?.checked_sub(field_u64(v, "clc_bytes_rx")?);
+    let tx = field_u64(v, "tcp_bytes_tx")?.checked_sub(stat(v, "clc_bytes_tx")?);
+    let rx = field_u64(v, "tcp_bytes_rx")?.checked_sub(stat(v, "clc_bytes_rx")?);
     match (tx, rx) {
         (Some(tx), Some(rx)) => Ok((tx, rx)),
         _ => Err(E2eError(format!("CLC bytes exceed TCP bytes in {v}"))),
     }
 }
 
-/// The `conn` lines of one stream run: sender (`app=stream`) and receiver (`app=sink`).
+/// The lines of one stream run: sender (`app=stream`) and receiver (`app=sink`).
 #[derive(Debug)]
 pub struct StreamRun {
-    /// The sender's connection lines.
+    /// The sender's `result` lines (one per connection).
     pub sender: Vec<Value>,
-    /// The receiver's connection lines.
+    /// The receiver's `result` lines.
     pub receiver: Vec<Value>,
+    /// The sender's `counters` line.
+    pub sender_counters: Value,
+    /// The receiver's `counters` line.
+    pub receiver_counters: Value,
     /// The sender's done line.
     pub sender_done: Value,
     /// The receiver's done line.
@@ -716,9 +733,11 @@ pub fn stream_run(
     let Some(pair) = Pair::start(name, &cfg)? else {
         return Ok(None);
     };
-    let conn = |v: &Value| is_event(v, "conn");
-    let sender = pair.wait_count(s, conns, "sender conn line", timeout, conn)?;
-    let receiver = pair.wait_count(r, conns, "receiver conn line", timeout, conn)?;
+    let result = |v: &Value| is_event(v, "result");
+    let sender = pair.wait_count(s, conns, "sender result line", timeout, result)?;
+    let receiver = pair.wait_count(r, conns, "receiver result line", timeout, result)?;
+    let sender_counters = pair.wait_event(s, "counters", timeout)?;
+    let receiver_counters = pair.wait_event(r, "counters", timeout)?;
     let sender_done = pair.wait_event(s, "done", timeout)?;
     let receiver_done = pair.wait_event(r, "done", timeout)?;
     let wall = pair.elapsed();
@@ -726,6 +745,8 @@ pub fn stream_run(
     Ok(Some(StreamRun {
         sender,
         receiver,
+        sender_counters,
+        receiver_counters,
         sender_done,
         receiver_done,
         wall,
@@ -733,35 +754,59 @@ pub fn stream_run(
 }
 
 impl StreamRun {
-    /// Checks that every connection carried exactly `size` bytes and that the multiset of
-    /// sender digests equals the multiset of receiver digests (each connection's bytes
-    /// arrived unchanged; the apps vary the data per connection).
+    /// Checks that every connection carried exactly `size` bytes with equal hashes on both
+    /// sides (the sink also compared each byte with the pattern: `mismatches` 0), and
+    /// that both apps ended with `ok`. Connections are matched by the hash multiset: the
+    /// pattern differs per connection.
     pub fn check_byte_exact(&self, size: u64) -> Result<()> {
         let mut sent = Vec::new();
         for v in &self.sender {
-            ensure(field_u64(v, "bytes_tx")? == size, || {
-                format!("sender sent {v}, expected {size} bytes")
+            ensure(field_u64(v, "bytes")? == size, || {
+                format!("sender: expected {size} bytes in {v}")
             })?;
-            sent.push(field_str(v, "digest_tx")?.to_string());
+            ensure(stat(v, "bytes_tx")? == size, || {
+                format!("sender: stats.bytes_tx != {size} in {v}")
+            })?;
+            sent.push(field_str(v, "hash")?.to_string());
         }
         let mut got = Vec::new();
         for v in &self.receiver {
-            ensure(field_u64(v, "bytes_rx")? == size, || {
-                format!("receiver got {v}, expected {size} bytes")
+            ensure(field_u64(v, "bytes")? == size, || {
+                format!("receiver: expected {size} bytes in {v}")
             })?;
-            got.push(field_str(v, "digest_rx")?.to_string());
+            ensure(stat(v, "bytes_rx")? == size, || {
+                format!("receiver: stats.bytes_rx != {size} in {v}")
+            })?;
+            ensure(field_u64(v, "mismatches")? == 0, || {
+                format!("receiver: bytes differ from the pattern: {v}")
+            })?;
+            got.push(field_str(v, "hash")?.to_string());
         }
         sent.sort();
         got.sort();
         ensure(sent == got, || {
-            format!("digests differ: sent {sent:?}, received {got:?}")
+            format!("hashes differ: sent {sent:?}, received {got:?}")
+        })?;
+        let distinct: std::collections::BTreeSet<_> = sent.iter().collect();
+        ensure(distinct.len() == sent.len(), || {
+            format!("connections carried identical data: {sent:?}")
         })?;
         for done in [&self.sender_done, &self.receiver_done] {
-            ensure(field_u64(done, "errors")? == 0, || {
-                format!("errors in {done}")
-            })?;
+            ensure(
+                done["ok"] == true && field_u64(done, "errors")? == 0,
+                || format!("app failed: {done}"),
+            )?;
         }
         Ok(())
+    }
+
+    /// Throughput of the receiver's first connection in MiB/s (as the sink measured it).
+    pub fn mib_per_sec(&self) -> f64 {
+        self.receiver
+            .first()
+            .and_then(|v| v.get("bytes_per_sec"))
+            .and_then(Value::as_u64)
+            .map_or(0.0, |b| b as f64 / (1u64 << 20) as f64)
     }
 
     /// Every connection on both sides.
