@@ -22,8 +22,9 @@
 //! - The zero-copy calls ([`Stack::reserve`], [`Stack::commit`], [`Stack::peek`],
 //!   [`Stack::consume`]) pass through to the SMC-D data path.
 //!
-//! Several devices of one type `D` are supported (a kernel with ivshmem and loopback
-//! uses an enum implementing [`IsmDevice`]); devices are addressed by their index.
+//! Several devices of one type `D` are supported; devices are addressed by their index.
+//! Two device kinds (a kernel with ivshmem and loopback) combine with [`EitherDevice`],
+//! without trait objects.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -38,7 +39,7 @@ use crate::linkgroup::{
     IDLE_FREE_SERVER,
 };
 use crate::negotiate::{self, ClientError, DeviceDesc, LocalConfig, OwnDmb};
-use crate::shm::ShmSlice;
+use crate::shm::{SharedMemory, ShmError, ShmSlice};
 use crate::stream::{ByteStream, StreamError};
 use crate::wire::clc::{
     self, AcceptConfirmKind, AcceptConfirmRepr, ClcError, ClcMessage, DeclineCode, DeclineRepr,
@@ -1638,5 +1639,165 @@ impl<C: StackCell> embedded_io_async::Write for AsyncSocket<'_, C> {
     /// the stack flushes before any application byte.
     async fn flush(&mut self) -> Result<(), SocketError> {
         Ok(())
+    }
+}
+
+/// One of two ISM device types, so a stack can own e.g. an ivshmem device and a
+/// loopback device (`Stack<EitherDevice<Ivshmem, LoopbackIsm>, _>`) without trait
+/// objects. Every operation is forwarded to the wrapped device.
+pub enum EitherDevice<A, B> {
+    /// A device of the first type.
+    A(A),
+    /// A device of the second type.
+    B(B),
+}
+
+/// The DMB memory of an [`EitherDevice`]: the memory type of whichever device owns it.
+#[derive(Clone, Debug)]
+pub enum EitherMemory<MA, MB> {
+    /// Memory of an `EitherDevice::A` device.
+    A(MA),
+    /// Memory of an `EitherDevice::B` device.
+    B(MB),
+}
+
+impl<MA: SharedMemory, MB: SharedMemory> SharedMemory for EitherMemory<MA, MB> {
+    fn len(&self) -> usize {
+        match self {
+            EitherMemory::A(m) => m.len(),
+            EitherMemory::B(m) => m.len(),
+        }
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+        match self {
+            EitherMemory::A(m) => m.read(offset, buf),
+            EitherMemory::B(m) => m.read(offset, buf),
+        }
+    }
+    fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
+        match self {
+            EitherMemory::A(m) => m.write(offset, data),
+            EitherMemory::B(m) => m.write(offset, data),
+        }
+    }
+    fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), ShmError> {
+        match self {
+            EitherMemory::A(m) => m.fill(offset, len, value),
+            EitherMemory::B(m) => m.fill(offset, len, value),
+        }
+    }
+    fn load_u64(
+        &self,
+        offset: usize,
+        order: core::sync::atomic::Ordering,
+    ) -> Result<u64, ShmError> {
+        match self {
+            EitherMemory::A(m) => m.load_u64(offset, order),
+            EitherMemory::B(m) => m.load_u64(offset, order),
+        }
+    }
+    fn store_u64(
+        &self,
+        offset: usize,
+        value: u64,
+        order: core::sync::atomic::Ordering,
+    ) -> Result<(), ShmError> {
+        match self {
+            EitherMemory::A(m) => m.store_u64(offset, value, order),
+            EitherMemory::B(m) => m.store_u64(offset, value, order),
+        }
+    }
+}
+
+fn map_dmb<M, N>(dmb: Dmb<M>, f: impl FnOnce(M) -> N) -> Dmb<N> {
+    Dmb {
+        token: dmb.token,
+        index: dmb.index,
+        memory: f(dmb.memory),
+    }
+}
+
+impl<A: IsmDevice, B: IsmDevice> IsmDevice for EitherDevice<A, B> {
+    type Memory = EitherMemory<A::Memory, B::Memory>;
+
+    fn local_gid(&self) -> Gid {
+        match self {
+            EitherDevice::A(d) => d.local_gid(),
+            EitherDevice::B(d) => d.local_gid(),
+        }
+    }
+    fn chid(&self) -> u16 {
+        match self {
+            EitherDevice::A(d) => d.chid(),
+            EitherDevice::B(d) => d.chid(),
+        }
+    }
+    fn supports_v2(&self) -> bool {
+        match self {
+            EitherDevice::A(d) => d.supports_v2(),
+            EitherDevice::B(d) => d.supports_v2(),
+        }
+    }
+    fn query_remote_gid(&self, remote: Gid, vlan: Option<u16>) -> bool {
+        match self {
+            EitherDevice::A(d) => d.query_remote_gid(remote, vlan),
+            EitherDevice::B(d) => d.query_remote_gid(remote, vlan),
+        }
+    }
+    fn register_dmb(
+        &self,
+        len: usize,
+        remote: Gid,
+    ) -> Result<Dmb<Self::Memory>, crate::ism::IsmError> {
+        match self {
+            EitherDevice::A(d) => d
+                .register_dmb(len, remote)
+                .map(|m| map_dmb(m, EitherMemory::A)),
+            EitherDevice::B(d) => d
+                .register_dmb(len, remote)
+                .map(|m| map_dmb(m, EitherMemory::B)),
+        }
+    }
+    fn unregister_dmb(&self, token: DmbToken) -> Result<(), crate::ism::IsmError> {
+        match self {
+            EitherDevice::A(d) => d.unregister_dmb(token),
+            EitherDevice::B(d) => d.unregister_dmb(token),
+        }
+    }
+    fn move_data(
+        &self,
+        token: DmbToken,
+        offset: usize,
+        data: &[u8],
+        signal: bool,
+    ) -> Result<(), crate::ism::IsmError> {
+        match self {
+            EitherDevice::A(d) => d.move_data(token, offset, data, signal),
+            EitherDevice::B(d) => d.move_data(token, offset, data, signal),
+        }
+    }
+    fn supports_nocopy(&self) -> bool {
+        match self {
+            EitherDevice::A(d) => d.supports_nocopy(),
+            EitherDevice::B(d) => d.supports_nocopy(),
+        }
+    }
+    fn attach_dmb(&self, token: DmbToken) -> Result<Self::Memory, crate::ism::IsmError> {
+        match self {
+            EitherDevice::A(d) => d.attach_dmb(token).map(EitherMemory::A),
+            EitherDevice::B(d) => d.attach_dmb(token).map(EitherMemory::B),
+        }
+    }
+    fn detach_dmb(&self, token: DmbToken) -> Result<(), crate::ism::IsmError> {
+        match self {
+            EitherDevice::A(d) => d.detach_dmb(token),
+            EitherDevice::B(d) => d.detach_dmb(token),
+        }
+    }
+    fn poll_events(&self, sink: &mut dyn FnMut(IsmEvent)) {
+        match self {
+            EitherDevice::A(d) => d.poll_events(sink),
+            EitherDevice::B(d) => d.poll_events(sink),
+        }
     }
 }

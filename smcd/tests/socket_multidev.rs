@@ -71,3 +71,47 @@ fn connection_uses_the_device_the_server_matched() {
     assert!(client.socket_stats(c).unwrap().signals_rx > 0);
     assert!(server.socket_stats(s).unwrap().signals_rx > 0);
 }
+
+/// Two device *types* in one stack through `EitherDevice`: the connection runs on the
+/// second kind, the first (unmatched CHID) stays unused.
+#[test]
+fn either_device_combines_two_device_types() {
+    use smcd::socket::EitherDevice;
+    type Mixed = EitherDevice<Dev, LoopbackIsm>;
+    let fabric = LoopbackFabric::new(50);
+    let odd = || ChidOverride {
+        inner: fabric.device(51),
+        chid: 0xFF01,
+    };
+    let client_devs: Vec<Mixed> = vec![EitherDevice::A(odd()), EitherDevice::B(fabric.device(52))];
+    let server_devs: Vec<Mixed> = vec![EitherDevice::B(fabric.device(53))];
+    let mut client: Stack<Mixed, MemPipe> =
+        Stack::new(client_devs, config(&[UEID]), options(16 * 1024));
+    let mut server: Stack<Mixed, MemPipe> =
+        Stack::new(server_devs, config(&[UEID]), options(16 * 1024));
+    let (c, s) = connect(&mut client, &mut server, true, T0);
+    assert!(matches!(
+        client.transport(c),
+        Some(Transport::Smcd { device: 1, .. })
+    ));
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let mut at = 0;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    for _ in 0..10_000 {
+        if at < data.len() {
+            if let Ok(n) = client.write(c, &data[at..]) {
+                at += n;
+            }
+        }
+        if let Ok(n) = server.read(s, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        pump(&mut client, &mut server, T0);
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert_eq!(got, data);
+    assert_eq!(fabric.registered_dmbs(), 2);
+}
