@@ -52,6 +52,9 @@ pub const CLC_WAIT_TIME: Duration = Duration::from_secs(6);
 /// Default size of the DMBs this stack registers: 64 KiB (compressed size 2, §4.1).
 pub const DEFAULT_DMB_LEN: usize = 64 * 1024;
 
+/// Default for [`StackOptions::close_timeout`]: 30 s.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Tunables of a [`Stack`] besides the CLC configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackOptions {
@@ -65,6 +68,9 @@ pub struct StackOptions {
     pub idle_free_client: Duration,
     /// Use no-copy (attach the peer's DMB) when the device supports it (§4.6).
     pub nocopy: bool,
+    /// How long a closed SMC-D socket waits for the peer's close before it is aborted
+    /// and its DMB given back (our choice; Linux relies on the TCP connection's fate).
+    pub close_timeout: Duration,
 }
 
 impl Default for StackOptions {
@@ -75,6 +81,7 @@ impl Default for StackOptions {
             idle_free_server: IDLE_FREE_SERVER,
             idle_free_client: IDLE_FREE_CLIENT,
             nocopy: true,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
 }
@@ -326,6 +333,8 @@ struct Socket<D: IsmDevice, S: ByteStream> {
     /// The application called `close`; the socket lingers until the SMC-D close
     /// handshake is over.
     released: bool,
+    /// When a released SMC-D socket gives up waiting for the peer's close.
+    close_deadline: Duration,
 }
 
 impl<D: IsmDevice, S: ByteStream> Socket<D, S> {
@@ -482,6 +491,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
             read_waker: None,
             write_waker: None,
             released: false,
+            close_deadline: Duration::MAX,
         };
         self.sockets.insert(handle, socket);
         handle
@@ -841,7 +851,22 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
                     }
                     return progress;
                 }
-                Phase::Smcd(_) => return progress,
+                Phase::Smcd(_) => {
+                    if socket.released && now >= socket.close_deadline {
+                        // The peer never completed the close: abort (best-effort abort
+                        // CDC) so the DMB returns to its group instead of leaking.
+                        log::warn!("socket {}: peer did not close in time; aborting", handle.0);
+                        let device = socket.attachment.as_ref().map_or(0, |a| a.device);
+                        if let (Phase::Smcd(conn), Some(dev)) =
+                            (&mut socket.phase, self.devices.get(device))
+                        {
+                            conn.abort(dev);
+                        }
+                        self.reap(handle, now);
+                        return true;
+                    }
+                    return progress;
+                }
                 Phase::Failed(_) => {
                     if socket.released {
                         self.remove(handle);
@@ -1263,6 +1288,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         let socket = self.sockets.get_mut(&handle).filter(|s| !s.released);
         let socket = socket.ok_or(SocketError::InvalidHandle)?;
         socket.released = true;
+        socket.close_deadline = now.saturating_add(self.options.close_timeout);
         self.counters.closes += 1;
         match &mut socket.phase {
             Phase::Smcd(conn) => {

@@ -327,3 +327,31 @@ fn readiness_and_counters_json() {
     assert!(stats.clc_bytes_tx > 0 && stats.clc_bytes_rx > 0);
     assert!(client.devices()[0].local_gid() != server.devices()[0].local_gid());
 }
+
+#[test]
+fn closed_socket_whose_peer_never_closes_is_aborted_after_the_close_timeout() {
+    let (mut client, mut server, fabric) = two_peers(15, 65536);
+    let (c, s) = connect(&mut client, &mut server, true, T0);
+    client.close(c, T0).unwrap();
+    // The server application never closes; the client lingers in the close handshake.
+    settle(&mut client, &mut server, T0);
+    assert_eq!(client.socket_count(), 1);
+    let timeout = client.options().close_timeout;
+    client.poll(T0 + timeout - Duration::from_millis(1));
+    assert_eq!(client.socket_count(), 1);
+    client.poll(T0 + timeout);
+    assert_eq!(client.socket_count(), 0);
+    assert_eq!(client.counters().aborts, 1);
+    // The DMB is back in the client's pool (registered, not in use).
+    let group = client.link_groups().iter().next().unwrap().1;
+    assert_eq!((group.pooled_dmbs(), group.dmbs_in_use()), (1, 0));
+    // The server learns of the abort.
+    server.poll(T0 + timeout);
+    assert!(matches!(
+        server.read(s, &mut [0u8; 4]),
+        Err(SocketError::Conn(ConnError::ConnectionReset(
+            AbortReason::PeerAbort
+        )))
+    ));
+    assert_eq!(fabric.registered_dmbs(), 2);
+}
