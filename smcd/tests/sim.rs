@@ -278,3 +278,61 @@ fn seeded_random_chunking_is_byte_exact() {
         assert_eq!(fabric.attached_refs(), 0, "seed {seed}");
     }
 }
+
+/// Sixteen connections at once on one link group, seeded random traffic on all of
+/// them: every signal reaches the connection owning its DMB, nothing mixes up.
+#[test]
+fn concurrent_connections_share_one_link_group() {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let (mut client, mut server, fabric) = two_peers(300, 16 * 1024);
+    let conns: Vec<_> = (0..16)
+        .map(|_| connect(&mut client, &mut server, true, T0))
+        .collect();
+    let mut flows: Vec<(Flow, Flow)> = (0..16u64)
+        .map(|i| {
+            (
+                Flow::new(rng.random_range(50_000..300_000), i),
+                Flow::new(rng.random_range(50_000..300_000), 100 + i),
+            )
+        })
+        .collect();
+    let mut buf = vec![0u8; 20_000];
+    let mut idle = 0;
+    while flows.iter().any(|(u, d)| !(u.done() && d.done())) {
+        let i = rng.random_range(0..16);
+        let (c, s) = conns[i];
+        let (up, down) = &mut flows[i];
+        let chunk = rng.random_range(1..30_000);
+        let progress = match rng.random_range(0..5) {
+            0 => up.send(&mut client, c, chunk),
+            1 => down.send(&mut server, s, chunk),
+            2 => up.receive(&mut server, s, &mut buf),
+            3 => down.receive(&mut client, c, &mut buf),
+            _ => pump(&mut client, &mut server, T0),
+        };
+        idle = if progress { 0 } else { idle + 1 };
+        assert!(idle < 2000, "stalled");
+    }
+    for (up, down) in &flows {
+        assert_eq!(up.tx_hash.0, up.rx_hash.0);
+        assert_eq!(down.tx_hash.0, down.rx_hash.0);
+    }
+    for stack in [&client, &server] {
+        let c = stack.counters();
+        assert_eq!((c.link_groups_created, c.link_groups_reused), (1, 15));
+        assert_eq!(c.dmbs_registered, 16);
+    }
+    for (c, s) in conns {
+        client.close(c, T0).unwrap();
+        server.close(s, T0).unwrap();
+    }
+    settle(&mut client, &mut server, T0);
+    assert_eq!(client.socket_count() + server.socket_count(), 0);
+    let group = client.link_groups().iter().next().unwrap().1;
+    assert_eq!(
+        (group.pooled_dmbs(), group.dmbs_in_use(), group.conns()),
+        (16, 0, 0)
+    );
+    assert_eq!(fabric.registered_dmbs(), 32);
+    assert_eq!(fabric.attached_refs(), 0);
+}
