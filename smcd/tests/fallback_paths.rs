@@ -229,3 +229,48 @@ fn out_of_sync_link_group_is_declined_and_terminated() {
     ));
     assert_eq!(server.state(s), SocketState::Smcd);
 }
+
+/// Moves every byte available from `from` to `to`, letting `edit` change each chunk.
+fn forward(from: &mut MemPipe, to: &mut MemPipe, edit: &mut dyn FnMut(&mut Vec<u8>)) -> usize {
+    let mut buf = vec![0u8; 4096];
+    match from.read(&mut buf) {
+        Ok(n) if n > 0 => {
+            buf.truncate(n);
+            edit(&mut buf);
+            assert_eq!(to.write(&buf), Ok(buf.len()));
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// A forged Accept (a DMB token or size the client cannot attach) is declined with
+/// MEM `0x01010000` (§4.6), and the server, which sees the Decline in place of the
+/// Confirm, falls back and frees the DMB it registered.
+#[test]
+fn forged_accept_is_declined_and_the_server_frees_its_dmb() {
+    for forge in ["token", "size"] {
+        let (mut client, mut server, fabric) = two_peers(19, 65536);
+        let (a, mut mid_c) = MemPipe::pair(4096, true);
+        let (mut mid_s, b) = MemPipe::pair(4096, true);
+        let c = client.connect(a, T0);
+        let s = server.accept(b, T0);
+        for _ in 0..20 {
+            pump(&mut client, &mut server, T0);
+            forward(&mut mid_c, &mut mid_s, &mut |_| {});
+            forward(&mut mid_s, &mut mid_c, &mut |bytes| {
+                // The Accept is the only message the server sends before the Decline.
+                if bytes.len() >= 26 && bytes[4] == 2 {
+                    match forge {
+                        "token" => bytes[16..24].copy_from_slice(&[0xAB; 8]),
+                        _ => bytes[25] = (bytes[25] & 0x0F) | 0x60, // claim 1 MiB
+                    }
+                }
+            });
+        }
+        assert_eq!(fallback_reason(&client, c), (0x0101_0000, false), "{forge}");
+        assert_eq!(fallback_reason(&server, s), (0x0101_0000, true), "{forge}");
+        assert_eq!(fabric.registered_dmbs(), 0, "{forge}");
+        assert_eq!(fabric.attached_refs(), 0, "{forge}");
+    }
+}
