@@ -8,13 +8,15 @@
 //! |---------|-----------------------------------------|---------|
 //! | `ip`    | IPv4 address with prefix, `10.0.0.1/24` | none    |
 //! | `peer`  | IPv4 address                            | none    |
-//! | `app`   | `echo` `pingpong` `stream` `sink` `selftest` | none |
+//! | `app`   | `echo` `pingpong` `stream` `sink` `loopback` `selftest` | none |
 //! | `size`  | bytes, optional `K`/`M`/`G` suffix (×1024ⁿ) | none |
 //! | `count` | unsigned integer                        | none    |
 //! | `smc`   | `on` / `off`                            | `on`    |
 //! | `conns` | integer ≥ 1                             | `1`     |
 //! | `log`   | `off` `error` `warn` `info` `debug` `trace` | `info` |
 //! | `port`  | 1..=65535                               | none    |
+//! | `spin`  | µs a blocked SMC reader/writer polls before sleeping | `0` |
+//! | `chunk` | bytes per write of the stream apps, `K`/`M` suffix | none |
 //! | `test`  | test image name (set by `qemu-run.sh runner`; checked, ignored) | none |
 
 use core::fmt;
@@ -48,6 +50,8 @@ pub enum App {
     Stream,
     /// Streaming receiver.
     Sink,
+    /// Stream client and sink server in one image over SMC-D loopback.
+    Loopback,
     /// Built-in self test.
     Selftest,
 }
@@ -73,6 +77,10 @@ pub struct Config {
     pub log: LevelFilter,
     /// TCP port (`port=`).
     pub port: Option<u16>,
+    /// Adaptive-polling budget of SMC sockets in µs (`spin=`).
+    pub spin_us: u64,
+    /// Write size of the stream apps (`chunk=`).
+    pub chunk: Option<u64>,
 }
 
 impl Default for Config {
@@ -87,6 +95,8 @@ impl Default for Config {
             conns: 1,
             log: LevelFilter::Info,
             port: None,
+            spin_us: 0,
+            chunk: None,
         }
     }
 }
@@ -125,8 +135,8 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 10] = [
-    "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test",
+const KEYS: [&str; 12] = [
+    "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test", "spin", "chunk",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
@@ -173,6 +183,14 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
             }
             // Set by `qemu-run.sh runner` on in-QEMU test images; validated, not stored.
             "test" => check_test_name(value).map_err(bad)?,
+            "spin" => config.spin_us = parse_u64(value).map_err(bad)?,
+            "chunk" => {
+                let n = parse_size(value).map_err(bad)?;
+                if n == 0 {
+                    return Err(bad("must be at least 1"));
+                }
+                config.chunk = Some(n);
+            }
             _ => unreachable!("every entry of KEYS is handled"),
         }
     }
@@ -214,8 +232,9 @@ fn parse_app(s: &str) -> Result<App, &'static str> {
         "pingpong" => App::Pingpong,
         "stream" => App::Stream,
         "sink" => App::Sink,
+        "loopback" => App::Loopback,
         "selftest" => App::Selftest,
-        _ => return Err("expected echo, pingpong, stream, sink or selftest"),
+        _ => return Err("expected echo, pingpong, stream, sink, loopback or selftest"),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod cmdline;
 pub mod executor;
 pub mod msix;
+pub mod net;
 pub mod pci;
 pub mod platform;
 
@@ -28,6 +29,10 @@ pub mod mmio;
 pub mod qemu;
 pub mod serial;
 pub mod testing;
+
+// SMC-D sockets over the network and ISM devices, and the apps using them.
+pub mod apps;
+pub mod smc;
 
 use boot::BootInfo;
 use spin::Once;

@@ -15,6 +15,14 @@ fn main(info: &'static BootInfo) -> ! {
         platform.pci.len(),
         platform.clock.tsc_hz
     );
+    // `app=...` runs an app (kernel::apps) and ends the VM; without it the kernel idles.
+    match kernel::cmdline::parse(info.cmdline.as_str()) {
+        Ok(config) if config.app.and_then(kernel::apps::app_name).is_some() => {
+            kernel::apps::run(&config)
+        }
+        Ok(_) => {}
+        Err(e) => log::error!("cmdline: {e}"),
+    }
     kernel::serial_println!("smcd: idle");
     loop {
         kernel::interrupts::enable_and_hlt();

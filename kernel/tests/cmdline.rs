@@ -46,6 +46,8 @@ fn boot_command_line_parses() {
             conns: 4,
             log: LevelFilter::Debug,
             port: Some(5001),
+            spin_us: 0,
+            chunk: None,
         }
     );
 }
@@ -70,6 +72,7 @@ fn every_key_parses() {
         ("pingpong", App::Pingpong),
         ("stream", App::Stream),
         ("sink", App::Sink),
+        ("loopback", App::Loopback),
         ("selftest", App::Selftest),
     ];
     for (text, app) in apps {
@@ -156,7 +159,7 @@ fn errors_name_the_key_and_value() {
     );
     assert_eq!(
         err("app=ftp"),
-        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink or selftest"
+        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink, loopback or selftest"
     );
     assert_eq!(
         err("size=12T"),

@@ -1,0 +1,98 @@
+//! `app=loopback`: stream client and sink server in this image, over two NICs of one
+//! QEMU hub, so the handshake picks the loopback ISM (SMC-D inside one VM, like Linux's
+//! smc-lo); byte-exact by comparing both ends' hashes.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+
+use smcd::socket::Transport;
+
+use super::stream::{receive, send, StreamOutcome};
+use super::{join_all, AppConfig, AppError, Report};
+use crate::smc::Smc;
+
+type Task<'a> =
+    Pin<Box<dyn Future<Output = Result<(StreamOutcome, Option<Transport>), AppError>> + 'a>>;
+
+/// Runs `conns` stream connections from the second interface to the first.
+pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
+    let server_addr = smc
+        .interfaces()
+        .first()
+        .ok_or(AppError::Config("no interface"))?
+        .address()
+        .address;
+    let mut listener = smc.bind(c.port)?;
+    Report::new("ready", c.name)
+        .u64("port", u64::from(c.port))
+        .strs("devices", &smc.device_kinds())
+        .emit();
+    let server = async {
+        let mut streams = Vec::new();
+        for i in 0..c.conns {
+            let s = listener.accept().await?;
+            super::report_conn(smc, &c, i, "server", &s);
+            streams.push(s);
+        }
+        let tasks: Vec<Task<'_>> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut s)| {
+                Box::pin(async move {
+                    let o = receive(smc, &c, i as u32, &mut s).await?;
+                    let t = s.transport();
+                    s.close()?;
+                    Ok((o, t))
+                }) as Task<'_>
+            })
+            .collect();
+        join_all(tasks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, AppError>>()
+    };
+    let clients = async {
+        let tasks: Vec<Task<'_>> = (0..c.conns)
+            .map(|i| {
+                Box::pin(async move {
+                    let mut s = super::connect_reported(smc, &c, server_addr, i).await?;
+                    let o = send(smc, &c, i, &mut s).await?;
+                    let t = s.transport();
+                    s.close()?;
+                    Ok((o, t))
+                }) as Task<'_>
+            })
+            .collect();
+        join_all(tasks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, AppError>>()
+    };
+    let (sinks, senders) = futures_util::future::join(server, clients).await;
+    let (sinks, senders) = (sinks?, senders?);
+    let kinds = smc.device_kinds();
+    let mut all_ok = sinks.len() == senders.len();
+    for (i, ((sent, transport), (got, _))) in senders.iter().zip(sinks.iter()).enumerate() {
+        let same = sent.hash == got.hash && sent.bytes == got.bytes && got.mismatches == 0;
+        let loopback_smcd = matches!(transport, Some(Transport::Smcd { device, .. })
+            if kinds.get(*device) == Some(&"loopback"));
+        // With smc=on the connection must have used loopback SMC-D.
+        let transport_ok = loopback_smcd || !smc.config().smc;
+        all_ok &= same && transport_ok;
+        Report::new("result", c.name)
+            .u64("conn", i as u64)
+            .u64("bytes", sent.bytes)
+            .hex("hash", sent.hash)
+            .hex("sink_hash", got.hash)
+            .bool("loopback_smcd", loopback_smcd)
+            .bool("match", same)
+            .emit();
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(AppError::Mismatch)
+    }
+}

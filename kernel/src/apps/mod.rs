@@ -1,0 +1,458 @@
+//! Apps: what the kernel runs over SMC sockets, chosen by `app=` on the command line.
+//!
+//! # Writing your own app
+//!
+//! An app is an `async fn` taking the SMC system (the socket API, [`crate::smc`]) and its
+//! configuration ([`AppConfig`]), registered by name in [`APPS`]:
+//!
+//! ```ignore
+//! use embedded_io_async::{Read, Write};
+//! use kernel::apps::{AppConfig, AppError, AppFuture, Report};
+//! use kernel::smc::Smc;
+//!
+//! async fn hello(smc: &'static Smc, config: AppConfig) -> Result<(), AppError> {
+//!     let peer = config.peer.ok_or(AppError::Config("hello needs peer="))?;
+//!     let mut conn = smc.connect(peer, config.port).await?;
+//!     conn.write_all(b"hello").await?;
+//!     let mut reply = [0u8; 5];
+//!     conn.read_exact(&mut reply).await.map_err(|_| AppError::Eof)?;
+//!     Report::new("result", "hello").transport(&conn, smc).emit();
+//!     conn.close()?;
+//!     Ok(())
+//! }
+//!
+//! fn hello_entry(smc: &'static Smc, config: AppConfig) -> AppFuture {
+//!     Box::pin(hello(smc, config))
+//! }
+//! // + an `App` variant and its name in `kernel/src/cmdline.rs`, and
+//! // `AppEntry { name: "hello", run: hello_entry, .. }` in `APPS`.
+//! ```
+//!
+//! [`run`] (called by `main` when `app=` is given) brings up the platform, the network
+//! (`ip=`, first virtio-net; `app=loopback` also the second one), the SMC system (`smc=`,
+//! `spin=`), runs the app, prints the final `done` line and ends the VM (exit code
+//! success when the app succeeded).
+//!
+//! # Command line (keys the apps read)
+//!
+//! | key | meaning | used by |
+//! |-----|---------|---------|
+//! | `app=` | `echo` `pingpong` `stream` `sink` `loopback` | all |
+//! | `ip=`, `peer=` | own address/prefix, server address | all; clients need `peer=` |
+//! | `port=` | TCP port (default 5000) | all |
+//! | `smc=on\|off` | offer SMC (TCP option); off = plain TCP | all |
+//! | `conns=N` | connections at once (server: how many it serves, then done) | all |
+//! | `count=N` | round trips (default 1000) | pingpong |
+//! | `size=` | pingpong: message bytes (default 64); stream/sink/loopback: bytes per connection (default 16M) | |
+//! | `chunk=` | bytes per write (default 64K) | stream, loopback |
+//! | `spin=µs` | adaptive polling budget before sleeping (default 0) | all |
+//!
+//! # Serial output: one JSON object per line
+//!
+//! Lines starting with `{` are JSON events; everything else is the human-readable log.
+//! Every line has `"event"` and `"app"`:
+//!
+//! - `{"event":"ready","app":"sink","port":5000,"devices":["ivshmem","loopback"]}` —
+//!   a server is listening (host scripts start the client after it).
+//! - `{"event":"conn","app":..,"conn":0,"role":"client"|"server",<transport>}` — one
+//!   connection's handshake is over. `<transport>` is either
+//!   `"transport":"smcd","smc_version":2,"device":"ivshmem"|"loopback","first_contact":true,"peer_gid":"<32 hex>"`
+//!   or `"transport":"tcp","reason":"0x03010000","by_peer":false` (the decline reason).
+//! - `{"event":"result","app":"pingpong","conn":0,<transport>,"round_trips":1000,"size":64,"min_ns":..,"p50_ns":..,"p90_ns":..,"p99_ns":..,"max_ns":..,"stats":{<conn counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//! - `{"event":"result","app":"stream"|"sink","conn":0,<transport>,"bytes":..,"chunk":..,"elapsed_ns":..,"bytes_per_sec":..,"hash":"<16 hex>","mismatches":0,"stats":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//!   — `hash` is FNV-1a 64 over the connection's bytes (the same on both sides when
+//!   byte-exact); the sink also counts bytes differing from the expected pattern
+//!   (`mismatches`, `"chunk":0` on the sink).
+//! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
+//! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
+//! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//!   — the stack-wide counters (handshakes, `fallbacks` by reason, CDCs, DMBs...).
+//! - `{"event":"error","app":..,"conn":0,"error":"<text>"}`
+//! - `{"event":"done","app":..,"ok":true,"errors":0}` — always the last line of an app.
+//!
+//! `<conn counters>` = `bytes_tx`, `bytes_rx`, `cdcs_tx`, `cdcs_rx`, `signals_tx`,
+//! `signals_rx`, `clc_bytes_tx`, `clc_bytes_rx`.
+
+mod echo;
+pub mod json;
+mod loopback;
+mod pingpong;
+mod stream;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::{poll_fn, Future};
+use core::net::Ipv4Addr;
+use core::pin::Pin;
+use core::task::Poll;
+use core::time::Duration;
+
+pub use json::Report;
+
+use crate::cmdline::{self, App, Ipv4Cidr};
+use crate::net::{self, NetError, NetInterface};
+use crate::smc::{self, Smc, SmcConfig, SmcError, SmcStream};
+use crate::{executor, platform, qemu};
+
+/// Default TCP port of the apps.
+pub const DEFAULT_PORT: u16 = 5000;
+/// Default pingpong message size.
+pub const DEFAULT_PING_SIZE: u64 = 64;
+/// Default pingpong round trips.
+pub const DEFAULT_COUNT: u64 = 1000;
+/// Default bytes per stream connection.
+pub const DEFAULT_STREAM_SIZE: u64 = 16 << 20;
+/// Default bytes per stream write.
+pub const DEFAULT_CHUNK: u64 = 64 << 10;
+
+/// What an app gets from the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppConfig {
+    /// The app's registry name.
+    pub name: &'static str,
+    /// The server's address (clients).
+    pub peer: Option<Ipv4Addr>,
+    /// TCP port.
+    pub port: u16,
+    /// Connections at once.
+    pub conns: u32,
+    /// Round trips (pingpong).
+    pub count: u64,
+    /// Message size (pingpong) or bytes per connection (stream, sink, loopback); `None`
+    /// = the app's default.
+    pub size: Option<u64>,
+    /// Bytes per write (stream, loopback).
+    pub chunk: u64,
+}
+
+impl AppConfig {
+    /// The app settings of a parsed command line.
+    pub fn from_cmdline(name: &'static str, c: &cmdline::Config) -> Self {
+        AppConfig {
+            name,
+            peer: c.peer,
+            port: c.port.unwrap_or(DEFAULT_PORT),
+            conns: c.conns,
+            count: c.count.unwrap_or(DEFAULT_COUNT),
+            size: c.size,
+            chunk: c.chunk.unwrap_or(DEFAULT_CHUNK),
+        }
+    }
+}
+
+/// Why an app failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppError {
+    /// Bad or missing configuration.
+    Config(&'static str),
+    /// A socket or network error.
+    Smc(SmcError),
+    /// The peer ended the stream too early.
+    Eof,
+    /// Received bytes differ from what was sent.
+    Mismatch,
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Config(e) => write!(f, "config: {e}"),
+            AppError::Smc(e) => write!(f, "{e}"),
+            AppError::Eof => f.write_str("unexpected end of stream"),
+            AppError::Mismatch => f.write_str("received bytes differ from the sent ones"),
+        }
+    }
+}
+
+impl From<SmcError> for AppError {
+    fn from(e: SmcError) -> Self {
+        AppError::Smc(e)
+    }
+}
+
+impl From<NetError> for AppError {
+    fn from(e: NetError) -> Self {
+        AppError::Smc(SmcError::Net(e))
+    }
+}
+
+/// A running app.
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<(), AppError>>>>;
+/// An app's entry point.
+pub type AppFn = fn(&'static Smc, AppConfig) -> AppFuture;
+
+/// One registered app.
+pub struct AppEntry {
+    /// Name as given with `app=`.
+    pub name: &'static str,
+    /// One-line description.
+    pub help: &'static str,
+    /// Entry point.
+    pub run: AppFn,
+    /// Needs a second virtio-net NIC (client and server in one image).
+    pub two_nics: bool,
+}
+
+/// The registry of apps, keyed by their `app=` name.
+pub static APPS: &[AppEntry] = &[
+    AppEntry {
+        name: "echo",
+        help: "server: echoes every byte on `conns` connections",
+        run: |smc, c| Box::pin(echo::echo(smc, c)),
+        two_nics: false,
+    },
+    AppEntry {
+        name: "pingpong",
+        help: "client: `count` round trips of `size` bytes per connection, latency percentiles",
+        run: |smc, c| Box::pin(pingpong::pingpong(smc, c)),
+        two_nics: false,
+    },
+    AppEntry {
+        name: "stream",
+        help: "client: sends `size` bytes in `chunk` writes per connection, throughput + hash",
+        run: |smc, c| Box::pin(stream::stream(smc, c)),
+        two_nics: false,
+    },
+    AppEntry {
+        name: "sink",
+        help: "server: receives on `conns` connections, checks the pattern, throughput + hash",
+        run: |smc, c| Box::pin(stream::sink(smc, c)),
+        two_nics: false,
+    },
+    AppEntry {
+        name: "loopback",
+        help: "stream client + sink server in this image over SMC-D loopback, byte-exact",
+        run: |smc, c| Box::pin(loopback::loopback(smc, c)),
+        two_nics: true,
+    },
+];
+
+/// The registered app named `name`.
+pub fn find(name: &str) -> Option<&'static AppEntry> {
+    APPS.iter().find(|a| a.name == name)
+}
+
+/// The registry name of a command-line app (`None` for `selftest`, which is no app).
+pub fn app_name(app: App) -> Option<&'static str> {
+    Some(match app {
+        App::Echo => "echo",
+        App::Pingpong => "pingpong",
+        App::Stream => "stream",
+        App::Sink => "sink",
+        App::Loopback => "loopback",
+        App::Selftest => return None,
+    })
+}
+
+/// The second interface of a two-NIC image: the next address after `ip=`.
+pub fn second_address(first: Ipv4Cidr) -> Ipv4Cidr {
+    let next = u32::from(first.address).wrapping_add(1);
+    Ipv4Cidr {
+        address: Ipv4Addr::from(next),
+        prefix_len: first.prefix_len,
+    }
+}
+
+/// Brings up what `entry` needs (network, SMC) from the command line.
+///
+/// # Errors
+/// Any bring-up failure.
+pub fn bring_up(entry: &AppEntry, c: &cmdline::Config) -> Result<&'static Smc, AppError> {
+    let first = net::init_from_cmdline(c)?;
+    let mut interfaces: Vec<&'static NetInterface> = alloc::vec![first];
+    if entry.two_nics {
+        let dev = net::virtio_net_devices()
+            .nth(1)
+            .ok_or(AppError::Config("this app needs a second virtio-net NIC"))?;
+        interfaces.push(net::bring_up(dev, second_address(first.address()))?);
+    }
+    let config = SmcConfig {
+        smc: c.smc,
+        spin: Duration::from_micros(c.spin_us),
+        ..SmcConfig::default()
+    };
+    Ok(smc::init(&interfaces, config)?)
+}
+
+/// Runs the app named on the command line and ends the VM: prints the final `done` line,
+/// then exits QEMU with success when the app succeeded.
+pub fn run(c: &cmdline::Config) -> ! {
+    log::set_max_level(c.log);
+    let name = c.app.and_then(app_name).unwrap_or("none");
+    let ok = match find(name) {
+        None => {
+            Report::new("error", name)
+                .str("error", "no such app")
+                .emit();
+            false
+        }
+        Some(entry) => {
+            platform::init().unwrap_or_else(|e| panic!("{e}"));
+            match bring_up(entry, c) {
+                Err(e) => {
+                    Report::new("error", name).display("error", &e).emit();
+                    false
+                }
+                Ok(smc) => {
+                    let config = AppConfig::from_cmdline(entry.name, c);
+                    log::info!("app {}: {}", entry.name, entry.help);
+                    let result = executor::block_on((entry.run)(smc, config));
+                    let result = match result {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            Report::new("error", name).display("error", &e).emit();
+                            Err(e)
+                        }
+                    };
+                    Report::counters(name, smc).emit();
+                    // Let the last segments (ACK of the peer's FIN) leave before exit.
+                    for iface in smc.interfaces() {
+                        executor::block_on(iface.wait_transmitted(Duration::from_secs(1)));
+                    }
+                    result.is_ok()
+                }
+            }
+        }
+    };
+    Report::new("done", name)
+        .bool("ok", ok)
+        .u64("errors", u64::from(!ok))
+        .emit();
+    qemu::exit(if ok {
+        qemu::QemuExitCode::Success
+    } else {
+        qemu::QemuExitCode::Failed
+    })
+}
+
+/// Runs every future to completion, concurrently in the calling task; the outputs in
+/// order.
+pub async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut futures: Vec<Option<Pin<Box<dyn Future<Output = T> + '_>>>> =
+        futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The byte at `index` of connection `conn`'s stream: a pattern without short periods,
+/// so a lost, repeated or reordered block shows.
+pub fn pattern(conn: u32, index: u64) -> u8 {
+    let x = index
+        .wrapping_add(u64::from(conn) << 40)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
+}
+
+/// Fills `buf` with the pattern of `conn` starting at stream offset `offset`.
+pub fn fill_pattern(conn: u32, offset: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern(conn, offset + i as u64);
+    }
+}
+
+/// FNV-1a 64, fed incrementally: the running hash both stream ends print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv1a(pub u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Feeds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of sorted `values`.
+pub fn percentile(sorted: &[u64], p: u32) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Writes all of `data` (an embedded-io `write_all` with our error type).
+///
+/// # Errors
+/// The socket's error.
+pub async fn write_all(s: &mut SmcStream, mut data: &[u8]) -> Result<(), AppError> {
+    while !data.is_empty() {
+        let n = embedded_io_async::Write::write(s, data).await?;
+        if n == 0 {
+            return Err(AppError::Eof);
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Prints the `conn` line of a connection whose handshake is over.
+pub fn report_conn(smc: &Smc, c: &AppConfig, conn: u32, role: &str, s: &SmcStream) {
+    Report::new("conn", c.name)
+        .u64("conn", u64::from(conn))
+        .str("role", role)
+        .transport(s, smc)
+        .emit();
+}
+
+/// Connects to `peer` and prints the `conn` line.
+///
+/// # Errors
+/// The connect or handshake error.
+pub async fn connect_reported(
+    smc: &'static Smc,
+    c: &AppConfig,
+    peer: Ipv4Addr,
+    conn: u32,
+) -> Result<SmcStream, AppError> {
+    let s = smc.connect(peer, c.port).await?;
+    report_conn(smc, c, conn, "client", &s);
+    Ok(s)
+}
+
+/// Listens on `c.port`, prints `ready`, and accepts `c.conns` connections.
+///
+/// # Errors
+/// The listen, accept or handshake error.
+pub async fn accept_all(smc: &'static Smc, c: &AppConfig) -> Result<Vec<SmcStream>, AppError> {
+    let mut listener = smc.bind(c.port)?;
+    Report::new("ready", c.name)
+        .u64("port", u64::from(c.port))
+        .strs("devices", &smc.device_kinds())
+        .emit();
+    let mut streams = Vec::new();
+    for i in 0..c.conns {
+        let s = listener.accept().await?;
+        report_conn(smc, c, i, "server", &s);
+        streams.push(s);
+    }
+    Ok(streams)
+}

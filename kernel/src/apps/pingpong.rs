@@ -1,0 +1,60 @@
+//! `app=pingpong`: `count` round trips of `size` bytes on each of `conns` connections;
+//! latency percentiles from the kernel clock.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{
+    fill_pattern, join_all, percentile, write_all, AppConfig, AppError, AppFuture, Report,
+};
+use crate::clock;
+use crate::smc::Smc;
+
+/// Runs the client on every connection at once.
+pub async fn pingpong(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
+    let tasks: Vec<AppFuture> = (0..c.conns)
+        .map(|i| Box::pin(one(smc, c, i)) as AppFuture)
+        .collect();
+    join_all(tasks).await.into_iter().collect()
+}
+
+async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError> {
+    let peer = c.peer.ok_or(AppError::Config("pingpong needs peer="))?;
+    let size = c.size.unwrap_or(super::DEFAULT_PING_SIZE);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|s| (1..=(16 << 20)).contains(s))
+        .ok_or(AppError::Config("pingpong size must be 1..=16M"))?;
+    let mut s = super::connect_reported(smc, &c, peer, conn).await?;
+    let mut out = vec![0u8; size];
+    let mut back = vec![0u8; size];
+    let mut rtts = Vec::with_capacity(c.count as usize);
+    for k in 0..c.count {
+        fill_pattern(conn, k * size as u64, &mut out);
+        let t0 = clock::now();
+        write_all(&mut s, &out).await?;
+        if s.read_full(&mut back).await? != size {
+            return Err(AppError::Eof);
+        }
+        rtts.push(t0.elapsed().as_nanos() as u64);
+        if back != out {
+            return Err(AppError::Mismatch);
+        }
+    }
+    rtts.sort_unstable();
+    Report::new("result", c.name)
+        .u64("conn", u64::from(conn))
+        .transport(&s, smc)
+        .u64("round_trips", c.count)
+        .u64("size", size as u64)
+        .u64("min_ns", rtts.first().copied().unwrap_or(0))
+        .u64("p50_ns", percentile(&rtts, 50))
+        .u64("p90_ns", percentile(&rtts, 90))
+        .u64("p99_ns", percentile(&rtts, 99))
+        .u64("max_ns", rtts.last().copied().unwrap_or(0))
+        .conn_stats(&s)
+        .emit();
+    s.close()?;
+    Ok(())
+}
