@@ -583,6 +583,7 @@ pub fn init(
         streams: RefCell::new(Vec::new()),
     }));
     executor::spawn(smc.driver());
+    GLOBAL.call_once(|| GlobalSmc(smc));
     log::info!(
         "smc: up: smc={} spin={}us dmb={} devices={}",
         if config.smc { "on" } else { "off" },
@@ -656,6 +657,24 @@ fn ivshmem_bring_up() -> Result<Option<(HwIsm, IvshmemIrq)>, SmcError> {
             signal,
         },
     )))
+}
+
+/// The system [`init`] brought up first, for the free-standing calls
+/// ([`SmcListener::bind`], [`SmcStream::connect`]).
+struct GlobalSmc(&'static Smc);
+
+// SAFETY: the kernel runs on one CPU and `Smc` is only touched from task context (its
+// interrupt paths are `InterruptEvent`s, which are Sync themselves); no two threads can
+// ever access it, which is what Send/Sync would protect against.
+unsafe impl Sync for GlobalSmc {}
+// SAFETY: as above.
+unsafe impl Send for GlobalSmc {}
+
+static GLOBAL: spin::Once<GlobalSmc> = spin::Once::new();
+
+/// The SMC system [`init`] brought up (the first one).
+pub fn get() -> Option<&'static Smc> {
+    GLOBAL.get().map(|g| g.0)
 }
 
 impl Smc {
@@ -796,13 +815,28 @@ impl Smc {
     /// # Errors
     /// The TCP connect's error, or a failed handshake.
     pub async fn connect(&'static self, addr: Ipv4Addr, port: u16) -> Result<SmcStream, SmcError> {
+        self.connect_with(addr, port, self.config.smc).await
+    }
+
+    /// [`Smc::connect`], offering SMC (the TCP option) only when `smc` is true,
+    /// whatever the system's setting: `false` gives a plain TCP client (the server
+    /// then falls back with reason `0x03010000`).
+    ///
+    /// # Errors
+    /// As [`Smc::connect`].
+    pub async fn connect_with(
+        &'static self,
+        addr: Ipv4Addr,
+        port: u16,
+        smc: bool,
+    ) -> Result<SmcStream, SmcError> {
         let iface = self
             .interfaces
             .iter()
             .find(|i| i.address().address != addr)
             .or(self.interfaces.first())
             .ok_or(SmcError::NoInterface)?;
-        let tcp = iface.connect((addr, port), self.config.smc).await?;
+        let tcp = iface.connect((addr, port), smc).await?;
         let mut stream = self.adopt(tcp, true);
         stream.established().await?;
         Ok(stream)
@@ -827,6 +861,14 @@ pub struct SmcListener {
 }
 
 impl SmcListener {
+    /// Listens on `port` with the system [`init`] brought up ([`Smc::bind`]).
+    ///
+    /// # Errors
+    /// [`SmcError::NoInterface`] before [`init`], or the TCP layer's error.
+    pub fn bind(port: u16) -> Result<SmcListener, SmcError> {
+        get().ok_or(SmcError::NoInterface)?.bind(port)
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.tcp.port()
@@ -862,6 +904,17 @@ enum Dir {
 }
 
 impl SmcStream {
+    /// Connects with the system [`init`] brought up ([`Smc::connect`]).
+    ///
+    /// # Errors
+    /// [`SmcError::NoInterface`] before [`init`], or as [`Smc::connect`].
+    pub async fn connect(addr: Ipv4Addr, port: u16) -> Result<SmcStream, SmcError> {
+        get()
+            .ok_or(SmcError::NoInterface)?
+            .connect(addr, port)
+            .await
+    }
+
     /// The stack's handle.
     pub fn handle(&self) -> SocketHandle {
         self.handle

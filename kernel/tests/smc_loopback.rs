@@ -1,0 +1,343 @@
+//! In-QEMU test: SMC-D inside one VM over the loopback ISM. Two virtio-net NICs on one
+//! QEMU hub (profile in kernel/tests/profiles-smc.sh) give two addresses; client sockets
+//! leave from the second, the listener is on the first, and one smcd stack serves both
+//! ends, so the CLC handshake picks the loopback device (its GID only reaches itself).
+//! Checks byte-exact transfers, that data went through DMBs (CDCs, and no TCP payload
+//! after the handshake), close/EOF semantics, concurrent connections, and the fallback
+//! of a client without the SMC option (reason 0x03010000).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use embedded_io_async::Read;
+use kernel::apps::{self, fill_pattern, pattern, write_all, Fnv1a};
+use kernel::cmdline::Ipv4Cidr;
+use kernel::net;
+use kernel::smc::{self, Smc, SmcConfig, SmcListener, SmcStream};
+use kernel::{clock, executor, platform};
+use smcd::socket::Transport;
+use smcd::wire::clc::DeclineCode;
+
+kernel::test_main!(
+    stream_is_byte_exact_through_dmbs,
+    close_and_eof_semantics,
+    concurrent_connections_stay_separate,
+    client_without_smc_falls_back_to_tcp,
+);
+
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 7, 1);
+/// Bytes of the big transfer (several DMB rings of 64 KiB).
+const BIG: usize = 6 << 20;
+/// Bound for every test's async part (TCG on a loaded host).
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn smc() -> &'static Smc {
+    if let Some(smc) = smc::get() {
+        return smc;
+    }
+    platform::init().unwrap_or_else(|e| panic!("{e}"));
+    let mut devices = net::virtio_net_devices();
+    let first = devices.next().expect("first virtio-net (profiles-smc.sh)");
+    let second = devices.next().expect("second virtio-net (profiles-smc.sh)");
+    let cidr = Ipv4Cidr {
+        address: SERVER_IP,
+        prefix_len: 24,
+    };
+    let a = net::bring_up(first, cidr).unwrap_or_else(|e| panic!("{e}"));
+    let b = net::bring_up(second, apps::second_address(cidr)).unwrap_or_else(|e| panic!("{e}"));
+    let config = SmcConfig {
+        // The test image may run next to an ivshmem device in other profiles: loopback only.
+        ivshmem: false,
+        ..SmcConfig::default()
+    };
+    let smc = smc::init(&[a, b], config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(smc.device_kinds(), ["loopback"]);
+    smc
+}
+
+/// Runs `f` to completion within [`LIMIT`].
+fn run<T>(f: impl Future<Output = T>) -> T {
+    executor::block_on(executor::with_deadline(
+        clock::now().saturating_add(LIMIT),
+        f,
+    ))
+    .unwrap_or_else(|_| panic!("did not finish within {LIMIT:?}"))
+}
+
+fn assert_loopback_smcd(s: &SmcStream, smc: &Smc) {
+    match s.transport() {
+        Some(Transport::Smcd {
+            device, version, ..
+        }) => {
+            assert_eq!(smc.device_kinds()[device], "loopback");
+            assert_eq!(version, 2, "SMC-Dv2 over the loopback ISM");
+        }
+        other => panic!("expected SMC-D over loopback, got {other:?}"),
+    }
+}
+
+/// Data went through the DMBs: CDCs both ways, and the TCP connection carried exactly
+/// the CLC handshake, no payload byte.
+fn assert_no_tcp_payload(s: &SmcStream) {
+    let stats = s.counters();
+    let (tcp_tx, tcp_rx) = s.tcp_bytes();
+    assert!(
+        stats.clc_bytes_tx > 0 && stats.clc_bytes_rx > 0,
+        "{stats:?}"
+    );
+    assert_eq!(
+        (tcp_tx, tcp_rx),
+        (stats.clc_bytes_tx, stats.clc_bytes_rx),
+        "TCP carried more than the CLC handshake: {stats:?}"
+    );
+    assert!(stats.cdcs_tx > 0 && stats.cdcs_rx > 0, "no CDCs: {stats:?}");
+}
+
+fn stream_is_byte_exact_through_dmbs() {
+    let smc = smc();
+    let mut listener = SmcListener::bind(6000).unwrap();
+    let before = smc.counters();
+    let (sent_hash, got) = run(async {
+        let server = async {
+            let mut s = listener.accept().await.unwrap();
+            assert_loopback_smcd(&s, smc);
+            let mut buf = vec![0u8; 100_000];
+            let mut got = 0usize;
+            let mut hash = Fnv1a::default();
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                for (i, b) in buf[..n].iter().enumerate() {
+                    assert_eq!(*b, pattern(7, (got + i) as u64), "byte {}", got + i);
+                }
+                hash.update(&buf[..n]);
+                got += n;
+            }
+            let stats = s.counters();
+            assert_eq!(stats.bytes_rx, BIG as u64);
+            assert_no_tcp_payload(&s);
+            s.close().unwrap();
+            (got, hash.0)
+        };
+        let client = async {
+            let mut s = SmcStream::connect(SERVER_IP, 6000).await.unwrap();
+            assert_loopback_smcd(&s, smc);
+            let mut hash = Fnv1a::default();
+            // Odd chunk size: writes straddle the ring end.
+            let mut chunk = vec![0u8; 40_000];
+            let mut sent = 0usize;
+            while sent < BIG {
+                let n = (BIG - sent).min(chunk.len());
+                fill_pattern(7, sent as u64, &mut chunk[..n]);
+                hash.update(&chunk[..n]);
+                write_all(&mut s, &chunk[..n]).await.unwrap();
+                sent += n;
+            }
+            s.shutdown().await.unwrap();
+            let mut b = [0u8; 8];
+            assert_eq!(s.read(&mut b).await.unwrap(), 0, "server sends nothing");
+            assert_eq!(s.counters().bytes_tx, BIG as u64);
+            assert_no_tcp_payload(&s);
+            s.close().unwrap();
+            hash.0
+        };
+        let (server, client) = futures_util::future::join(server, client).await;
+        (client, server)
+    });
+    assert_eq!(got, (BIG, sent_hash));
+    let after = smc.counters();
+    assert_eq!(after.handshakes_smcd - before.handshakes_smcd, 2);
+    assert_eq!(after.fallbacks_total(), before.fallbacks_total());
+    assert!(after.data.cdcs_rx - before.data.cdcs_rx >= (BIG / (64 << 10)) as u64);
+}
+
+fn close_and_eof_semantics() {
+    let smc = smc();
+    let mut listener = SmcListener::bind(6001).unwrap();
+    run(async {
+        let server = async {
+            let mut s = listener.accept().await.unwrap();
+            let mut buf = [0u8; 16];
+            // The request, then end of stream (the client shut down its write side).
+            assert_eq!(s.read_full(&mut buf[..5]).await.unwrap(), 5);
+            assert_eq!(&buf[..5], b"hello");
+            assert_eq!(s.read(&mut buf).await.unwrap(), 0, "EOF after shutdown");
+            assert_eq!(s.read(&mut buf).await.unwrap(), 0, "EOF stays EOF");
+            // Half-close: we can still answer.
+            write_all(&mut s, b"world!").await.unwrap();
+            s.close().unwrap();
+        };
+        let client = async {
+            let mut s = smc.connect(SERVER_IP, 6001).await.unwrap();
+            assert_loopback_smcd(&s, smc);
+            write_all(&mut s, b"hello").await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut buf = [0u8; 16];
+            assert_eq!(s.read_full(&mut buf).await.unwrap(), 6, "answer, then EOF");
+            assert_eq!(&buf[..6], b"world!");
+            assert_eq!(
+                s.read(&mut buf).await.unwrap(),
+                0,
+                "EOF after the peer's close"
+            );
+            // Writing after our shutdown is refused (no byte reaches the peer).
+            assert!(embedded_io_async::Write::write(&mut s, b"late")
+                .await
+                .is_err());
+            s.close().unwrap();
+        };
+        futures_util::future::join(server, client).await;
+    });
+    // Both closed sockets are gone from the stack once the close handshake is over.
+    run(async {
+        loop {
+            if smc.with_stack(|s| s.socket_count()) == 0 {
+                break;
+            }
+            executor::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+fn concurrent_connections_stay_separate() {
+    const CONNS: u32 = 4;
+    const LEN: usize = 1 << 20;
+    let smc = smc();
+    let mut listener = SmcListener::bind(6002).unwrap();
+    let before = smc.counters();
+    run(async {
+        let server = async {
+            let mut streams = Vec::new();
+            for _ in 0..CONNS {
+                streams.push(listener.accept().await.unwrap());
+            }
+            // The client sends its connection number first; then LEN bytes of its pattern.
+            let tasks: Vec<apps::AppFuture> = streams
+                .into_iter()
+                .map(|mut s| {
+                    Box::pin(async move {
+                        assert_loopback_smcd(&s, smc);
+                        let mut id = [0u8; 1];
+                        assert_eq!(s.read_full(&mut id).await.unwrap(), 1);
+                        let conn = u32::from(id[0]);
+                        let mut buf = vec![0u8; 30_000];
+                        let mut got = 0usize;
+                        loop {
+                            let n = s.read(&mut buf).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            for (i, b) in buf[..n].iter().enumerate() {
+                                assert_eq!(*b, pattern(conn, (got + i) as u64));
+                            }
+                            got += n;
+                        }
+                        assert_eq!(got, LEN, "connection {conn}");
+                        assert_no_tcp_payload(&s);
+                        s.close().unwrap();
+                        Ok(())
+                    }) as apps::AppFuture
+                })
+                .collect();
+            for r in apps::join_all(tasks).await {
+                r.unwrap();
+            }
+        };
+        let clients = async {
+            let tasks: Vec<apps::AppFuture> = (0..CONNS)
+                .map(|conn| {
+                    Box::pin(async move {
+                        let mut s = smc.connect(SERVER_IP, 6002).await.unwrap();
+                        write_all(&mut s, &[conn as u8]).await.unwrap();
+                        // Small, uneven writes so the connections interleave.
+                        let mut chunk = vec![0u8; 7_000 + conn as usize * 1_000];
+                        let mut sent = 0usize;
+                        while sent < LEN {
+                            let n = (LEN - sent).min(chunk.len());
+                            fill_pattern(conn, sent as u64, &mut chunk[..n]);
+                            write_all(&mut s, &chunk[..n]).await.unwrap();
+                            sent += n;
+                        }
+                        s.shutdown().await.unwrap();
+                        let mut b = [0u8; 1];
+                        assert_eq!(s.read(&mut b).await.unwrap(), 0);
+                        s.close().unwrap();
+                        Ok(())
+                    }) as apps::AppFuture
+                })
+                .collect();
+            for r in apps::join_all(tasks).await {
+                r.unwrap();
+            }
+        };
+        futures_util::future::join(server, clients).await;
+    });
+    let after = smc.counters();
+    assert_eq!(
+        after.handshakes_smcd - before.handshakes_smcd,
+        2 * u64::from(CONNS)
+    );
+    // One link group per role, reused by the later connections.
+    assert!(after.link_groups_reused > before.link_groups_reused);
+}
+
+fn client_without_smc_falls_back_to_tcp() {
+    const LEN: usize = 256 << 10;
+    let smc = smc();
+    let mut listener = SmcListener::bind(6003).unwrap();
+    let before = smc.counters();
+    run(async {
+        let server = async {
+            let mut s = listener.accept().await.unwrap();
+            let Some(Transport::Tcp { reason, by_peer }) = s.transport() else {
+                panic!("server: expected TCP fallback, got {:?}", s.transport());
+            };
+            assert_eq!(reason, DeclineCode(0x0301_0000));
+            assert!(!by_peer);
+            let mut buf = vec![0u8; LEN + 1];
+            assert_eq!(s.read_full(&mut buf).await.unwrap(), LEN);
+            for (i, b) in buf[..LEN].iter().enumerate() {
+                assert_eq!(*b, pattern(3, i as u64));
+            }
+            let stats = s.counters();
+            assert_eq!((stats.clc_bytes_tx, stats.clc_bytes_rx), (0, 0));
+            assert_eq!((stats.cdcs_tx, stats.cdcs_rx), (0, 0));
+            // The payload went over TCP.
+            assert_eq!(s.tcp_bytes().1, LEN as u64);
+            s.close().unwrap();
+        };
+        let client = async {
+            let mut s = smc.connect_with(SERVER_IP, 6003, false).await.unwrap();
+            let Some(Transport::Tcp { reason, .. }) = s.transport() else {
+                panic!("client: expected TCP fallback, got {:?}", s.transport());
+            };
+            assert_eq!(reason, DeclineCode(0x0301_0000));
+            let mut data = vec![0u8; LEN];
+            fill_pattern(3, 0, &mut data);
+            write_all(&mut s, &data).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).await.unwrap(), 0);
+            assert_eq!(s.tcp_bytes().0, LEN as u64);
+            s.close().unwrap();
+        };
+        futures_util::future::join(server, client).await;
+    });
+    let after = smc.counters();
+    assert_eq!(
+        after.fallbacks_with(0x0301_0000) - before.fallbacks_with(0x0301_0000),
+        2
+    );
+    assert_eq!(after.handshakes_smcd, before.handshakes_smcd);
+    assert_eq!(after.declines_sent, before.declines_sent, "no CLC at all");
+}
