@@ -515,6 +515,19 @@ pub struct Smc {
     tcp_tx: Cell<u64>,
     tcp_rx: Cell<u64>,
     streams: RefCell<Vec<Rc<TcpBytes>>>,
+    spin: Cell<Duration>,
+    polling: Cell<PollingStats>,
+}
+
+/// How blocked socket operations were resolved (adaptive polling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollingStats {
+    /// Device polls done by spinning waiters.
+    pub spin_polls: u64,
+    /// Operations that completed while spinning (no sleep).
+    pub spin_hits: u64,
+    /// Times a waiter went to sleep on its waker.
+    pub sleeps: u64,
 }
 
 /// Brings up the SMC system over `interfaces` (the first is where [`Smc::bind`]
@@ -530,14 +543,11 @@ pub fn init(
 ) -> Result<&'static Smc, SmcError> {
     let first = *interfaces.first().ok_or(SmcError::NoInterface)?;
     let kick: &'static InterruptEvent = Box::leak(Box::new(InterruptEvent::new()));
+    // Loopback first: the client lists its devices in this order in the Proposal and
+    // the server takes the first one that reaches the peer (§2.2), so a connection
+    // inside this image picks loopback even if the ivshmem device reaches itself.
     let mut devices = Vec::new();
     let mut irq = None;
-    if config.ivshmem {
-        if let Some((ism, plumbing)) = ivshmem_bring_up()? {
-            devices.push(KernelIsm::new(IsmKind::Ivshmem(Box::new(ism))));
-            irq = Some(plumbing);
-        }
-    }
     if config.loopback {
         let seed = clock::rdtsc()
             ^ first
@@ -548,6 +558,12 @@ pub fn init(
             device: LoopbackIsm::new(seed),
             kick,
         }));
+    }
+    if config.ivshmem {
+        if let Some((ism, plumbing)) = ivshmem_bring_up()? {
+            devices.push(KernelIsm::new(IsmKind::Ivshmem(Box::new(ism))));
+            irq = Some(plumbing);
+        }
     }
     for (i, d) in devices.iter().enumerate() {
         let gid = d.local_gid();
@@ -581,6 +597,8 @@ pub fn init(
         tcp_tx: Cell::new(0),
         tcp_rx: Cell::new(0),
         streams: RefCell::new(Vec::new()),
+        spin: Cell::new(config.spin),
+        polling: Cell::new(PollingStats::default()),
     }));
     executor::spawn(smc.driver());
     GLOBAL.call_once(|| GlobalSmc(smc));
@@ -681,6 +699,27 @@ impl Smc {
     /// The configuration.
     pub fn config(&self) -> &SmcConfig {
         &self.config
+    }
+
+    /// The adaptive-polling budget now in force.
+    pub fn spin(&self) -> Duration {
+        self.spin.get()
+    }
+
+    /// Changes the adaptive-polling budget (0 = sleep at once).
+    pub fn set_spin(&self, spin: Duration) {
+        self.spin.set(spin);
+    }
+
+    /// Counts of spinning and sleeping waiters so far.
+    pub fn polling_stats(&self) -> PollingStats {
+        self.polling.get()
+    }
+
+    fn count_polling(&self, f: impl FnOnce(&mut PollingStats)) {
+        let mut p = self.polling.get();
+        f(&mut p);
+        self.polling.set(p);
     }
 
     /// The interfaces, the listening one first.
@@ -973,7 +1012,7 @@ impl SmcStream {
     ) -> Result<R, SmcError> {
         let smc = self.smc;
         let handle = self.handle;
-        let spin = smc.config.spin;
+        let spin = smc.spin.get();
         let mut spin_until: Option<clock::Instant> = None;
         let result = poll_fn(|cx| loop {
             let mut stack = smc.stack.borrow_mut();
@@ -984,11 +1023,13 @@ impl SmcStream {
                             *spin_until.get_or_insert_with(|| clock::now().saturating_add(spin));
                         if clock::now() < until {
                             drop(stack);
+                            smc.count_polling(|p| p.spin_polls += 1);
                             smc.poll_now();
                             core::hint::spin_loop();
                             continue;
                         }
                     }
+                    smc.count_polling(|p| p.sleeps += 1);
                     match dir {
                         Dir::Read => stack.register_read_waker(handle, cx.waker()),
                         Dir::Write => stack.register_write_waker(handle, cx.waker()),
@@ -996,7 +1037,12 @@ impl SmcStream {
                     spin_until = None;
                     return Poll::Pending;
                 }
-                r => return Poll::Ready(r),
+                r => {
+                    if spin_until.is_some() {
+                        smc.count_polling(|p| p.spin_hits += 1);
+                    }
+                    return Poll::Ready(r);
+                }
             }
         })
         .await;
