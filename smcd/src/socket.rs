@@ -661,8 +661,20 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
     }
 
     /// Makes `handle` an established SMC-D socket over `conn`.
-    fn establish(&mut self, handle: SocketHandle, conn: SmcdConn<D>, transport: Transport) {
+    ///
+    /// The peer may already have written into our DMB: a client is ACTIVE once its
+    /// Confirm is sent (§1) and its first CDC and signal can arrive before the server
+    /// has read the Confirm, when the signal finds no connection yet. The new
+    /// connection therefore reads its DMB's CDC once right away.
+    fn establish(&mut self, handle: SocketHandle, mut conn: SmcdConn<D>, transport: Transport) {
         self.counters.handshakes_smcd += 1;
+        let device = self.device_of(handle);
+        if let Some(dev) = self.devices.get(device) {
+            let outcome = conn.poll(dev);
+            if outcome.new_cdc {
+                log::debug!("socket {}: CDC arrived before establishment", handle.0);
+            }
+        }
         if let Some(socket) = self.sockets.get_mut(&handle) {
             log::info!("socket {}: SMC-D established: {:?}", handle.0, transport);
             socket.transport = Some(transport);

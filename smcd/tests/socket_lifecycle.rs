@@ -355,3 +355,27 @@ fn closed_socket_whose_peer_never_closes_is_aborted_after_the_close_timeout() {
     ));
     assert_eq!(fabric.registered_dmbs(), 2);
 }
+
+/// §1: the client is ACTIVE once its Confirm is sent and may write (and signal) before
+/// the server has read the Confirm. That early signal lands while the server is still
+/// handshaking; the server must still see the data once it is established.
+#[test]
+fn data_signalled_before_the_server_read_the_confirm_is_not_lost() {
+    let (mut client, mut server, _fabric) = two_peers(16, 65536);
+    let (a, b) = MemPipe::pair(4096, true);
+    let c = client.connect(a, T0);
+    let s = server.accept(b, T0);
+    client.poll(T0); // Proposal out
+    server.poll(T0); // Accept out
+    client.poll(T0); // Confirm out: client ACTIVE
+    assert_eq!(client.state(c), SocketState::Smcd);
+    assert_eq!(server.state(s), SocketState::Handshaking);
+    assert_eq!(client.write(c, b"early"), Ok(5));
+    // One server poll: the signal event comes before the Confirm is read.
+    server.poll(T0);
+    assert_eq!(server.state(s), SocketState::Smcd);
+    assert!(server.readable(s));
+    let mut buf = [0u8; 8];
+    assert_eq!(server.read(s, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+}
