@@ -35,6 +35,7 @@ qemu-run.sh pair [options]: boot two smcd VMs linked by virtio-net and one ivshm
   --vm1 "cmdline"      vm1's kernel command line (after ip=10.0.5.2/24 peer=10.0.5.1)
   --only-vm0           boot vm0 alone with two NICs on one QEMU hub (app=loopback)
   --no-ivshmem-vm1     vm1 gets no ivshmem device (SMC-D must fall back to TCP)
+  --wait-vm0-only      finish when vm0 printed its done line (vm1 is stopped then)
   --respawn-vm0 "cmdline"
                        when vm0's QEMU ends before its done line (e.g. killed), start a new
                        vm0 with this command line on the same link and region (once; vm0
@@ -165,12 +166,13 @@ pair_teardown() {
 # PAIR_SERVER_BIN (pair_build). Sets PAIR_OUT. Returns the pair exit status.
 pair_run() {
     local vm0="" vm1="" only0=0 ivsh1=1 pcap="" timeout_s=120 out="" region="64M" max_peers=4
-    local respawn0="" have_respawn=0
+    local respawn0="" have_respawn=0 wait1=1
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --vm0) vm0="$2"; shift 2 ;;
             --vm1) vm1="$2"; shift 2 ;;
             --only-vm0) only0=1; shift ;;
+            --wait-vm0-only) wait1=0; shift ;;
             --no-ivshmem-vm1) ivsh1=0; shift ;;
             --respawn-vm0) respawn0="$2"; have_respawn=1; shift 2 ;;
             --pcap) pcap="$2"; shift 2 ;;
@@ -244,6 +246,7 @@ pair_run() {
         local all=1
         for n in 0 1; do
             [[ ${PAIR_VM_ON[n]} -eq 1 && ${done_flags[n]} -eq 0 ]] || continue
+            [[ $n -eq 1 && $wait1 -eq 0 ]] && continue
             local logf="$PAIR_OUT/vm$n.log"
             if grep -qE -- "$PAIR_ERROR_RE" "$logf" 2>/dev/null; then
                 log "pair: vm$n reported an error: $(grep -m1 -E -- "$PAIR_ERROR_RE" "$logf" | tr -d '\r')"
@@ -338,7 +341,7 @@ cmd_demo() {
         [[ $mode == tcp ]] && smc=off
         log "demo: ping-pong over $mode ($DEMO_PP_COUNT round trips of $DEMO_PP_SIZE bytes)"
         pair_run --out "$root/pingpong-$mode" --timeout 60 \
-            --vm1 "app=echo port=7000 smc=$smc" \
+            --vm1 "app=echo port=7000 smc=$smc" --wait-vm0-only \
             --vm0 "app=pingpong port=7000 smc=$smc count=$DEMO_PP_COUNT size=$DEMO_PP_SIZE" \
             >/dev/null || { status=1; log "demo: ping-pong over $mode failed (logs: $root/pingpong-$mode)"; break; }
         log "demo: stream over $mode ($DEMO_STREAM_SIZE)"

@@ -148,6 +148,9 @@ struct Shared {
 
 type SharedState = Arc<(Mutex<Shared>, Condvar)>;
 
+/// Bound for building the kernel image and the ivshmem server before a pair starts.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
+
 /// Pairs run one at a time per test binary.
 static SERIAL: Mutex<()> = Mutex::new(());
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -307,7 +310,7 @@ impl Pair {
             reader(stdout, shared.clone(), true),
             reader(stderr, shared.clone(), false),
         ];
-        Ok(Some(Pair {
+        let mut pair = Pair {
             child,
             pgid,
             shared,
@@ -316,7 +319,17 @@ impl Pair {
             started: Instant::now(),
             keep_logs: true,
             _turn: turn,
-        }))
+        };
+        // The launcher builds the image and the server first (minutes in a fresh target
+        // directory on a loaded machine); the tests' own bounds start after that.
+        pair.wait_line(
+            "the launcher's build (line `pair: logs in`)",
+            0,
+            BUILD_TIMEOUT,
+            |l| (l.source == Source::Diag && l.text.contains("pair: logs in")).then_some(()),
+        )?;
+        pair.started = Instant::now();
+        Ok(Some(pair))
     }
 
     /// The directory with the logs of this run (`vm0.log`, `vm1.log`, server logs, pcap).
