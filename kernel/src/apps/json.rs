@@ -117,15 +117,21 @@ impl Report {
         self.raw(key, &s)
     }
 
-    /// `{"event":"counters","app":..,"stack":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`.
+    /// `{"event":"counters","app":..,"stack":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..,
+    /// "spin_us":..,"spin_polls":..,"spin_hits":..,"sleeps":..}`.
     pub fn counters(app: &str, smc: &Smc) -> Self {
         let mut s = String::new();
         let _ = smc.counters().write_json(&mut s);
         let (tx, rx) = smc.tcp_bytes();
+        let p = smc.polling_stats();
         Report::new("counters", app)
             .raw("stack", &s)
             .u64("tcp_bytes_tx", tx)
             .u64("tcp_bytes_rx", rx)
+            .u64("spin_us", smc.spin().as_micros() as u64)
+            .u64("spin_polls", p.spin_polls)
+            .u64("spin_hits", p.spin_hits)
+            .u64("sleeps", p.sleeps)
     }
 
     /// The JSON text so far, closed.

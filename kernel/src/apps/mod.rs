@@ -65,8 +65,10 @@
 //!   (`mismatches`, `"chunk":0` on the sink).
 //! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
 //! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
-//! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
-//!   — the stack-wide counters (handshakes, `fallbacks` by reason, CDCs, DMBs...).
+//! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..}`
+//!   — the stack-wide counters (handshakes, `fallbacks` by reason like
+//!   `"fallbacks":{"0x03010000":1}`, CDCs, DMBs...; smcd `GlobalCounters::write_json`),
+//!   the TCP bytes of all connections (CLC + fallback payload), and adaptive polling.
 //! - `{"event":"error","app":..,"conn":0,"error":"<text>"}`
 //! - `{"event":"done","app":..,"ok":true,"errors":0}` — always the last line of an app.
 //!
