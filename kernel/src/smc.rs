@@ -457,6 +457,8 @@ pub enum SmcError {
     Socket(SocketError),
     /// The ivshmem device is present but could not be brought up.
     Ivshmem(&'static str),
+    /// The configuration is unusable.
+    Config(&'static str),
 }
 
 impl fmt::Display for SmcError {
@@ -466,6 +468,7 @@ impl fmt::Display for SmcError {
             SmcError::Net(e) => write!(f, "tcp: {e}"),
             SmcError::Socket(e) => write!(f, "smc: {e}"),
             SmcError::Ivshmem(e) => write!(f, "ivshmem: {e}"),
+            SmcError::Config(e) => write!(f, "config: {e}"),
         }
     }
 }
@@ -577,7 +580,7 @@ pub fn init(
     }
     let address = first.address();
     let mut local = LocalConfig {
-        ueids: alloc::vec![Eid::ueid(UEID).map_err(|_| SmcError::Ivshmem("bad UEID"))?],
+        ueids: alloc::vec![Eid::ueid(UEID).map_err(|_| SmcError::Config("invalid UEID"))?],
         ..LocalConfig::default()
     };
     local.ip.ipv4 = Some(ClcIpv4Cidr {
