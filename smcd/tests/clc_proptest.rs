@@ -137,7 +137,7 @@ fn accept_confirm() -> impl Strategy<Value = AcceptConfirmRepr> {
                     chid: v2f.0,
                     eid: v2f.1,
                     gid_ext: v2f.2,
-                    first_contact_ext: first_contact.then(|| FirstContactExt {
+                    first_contact_ext: first_contact.then_some(FirstContactExt {
                         os_type: fce.0,
                         release: fce.1,
                         hostname: fce.2,
