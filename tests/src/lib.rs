@@ -114,6 +114,8 @@ pub struct PairConfig {
     pub respawn_vm0: Option<String>,
     /// Record vm0's link traffic to `<out>/link.pcap`.
     pub pcap: bool,
+    /// An error line or a VM ending early does not stop the launcher (peer-death tests).
+    pub allow_errors: bool,
     /// Overall limit of the launcher.
     pub timeout: Duration,
 }
@@ -128,6 +130,7 @@ impl PairConfig {
             no_ivshmem_vm1: false,
             respawn_vm0: None,
             pcap: false,
+            allow_errors: false,
             timeout: Duration::from_secs(120),
         }
     }
@@ -287,6 +290,9 @@ impl Pair {
         }
         if let Some(r) = &config.respawn_vm0 {
             cmd.arg("--respawn-vm0").arg(r);
+        }
+        if config.allow_errors {
+            cmd.arg("--allow-errors");
         }
         if config.pcap {
             cmd.arg("--pcap").arg(out_dir.join("link.pcap"));
@@ -567,6 +573,12 @@ impl Pair {
             // Bounded poll for the exit of a process whose output already ended.
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Ends a run whose checks passed without waiting for the launcher (e.g. after a
+    /// deliberate VM kill): tears it down and removes its logs.
+    pub fn close(mut self) {
+        self.keep_logs = false;
     }
 
     /// Waits until the launcher reports that every VM printed its done line and exited 0.
