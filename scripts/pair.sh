@@ -38,10 +38,6 @@ qemu-run.sh pair [options]: boot two smcd VMs linked by virtio-net and one ivshm
   --wait-vm0-only      finish when vm0 printed its done line (vm1 is stopped then)
   --allow-errors       an error line or a VM that ends early does not stop the run: wait
                        for the other VM's done line (peer-death tests); status still 1
-  --respawn-vm0 "cmdline"
-                       when vm0's QEMU ends before its done line (e.g. killed), start a new
-                       vm0 with this command line on the same link and region (once; vm0
-                       must be the client, vm1 the server)
   --pcap FILE          record vm0's NIC traffic (both directions) with filter-dump
   --timeout S          overall limit in seconds (default 120)
   --out DIR            keep logs in DIR (default: a fresh temp dir, printed)
@@ -168,7 +164,7 @@ pair_teardown() {
 # PAIR_SERVER_BIN (pair_build). Sets PAIR_OUT. Returns the pair exit status.
 pair_run() {
     local vm0="" vm1="" only0=0 ivsh1=1 pcap="" timeout_s=120 out="" region="64M" max_peers=4
-    local respawn0="" have_respawn=0 wait1=1 allow_errors=0
+    local wait1=1 allow_errors=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --vm0) vm0="$2"; shift 2 ;;
@@ -177,7 +173,6 @@ pair_run() {
             --wait-vm0-only) wait1=0; shift ;;
             --allow-errors) allow_errors=1; shift ;;
             --no-ivshmem-vm1) ivsh1=0; shift ;;
-            --respawn-vm0) respawn0="$2"; have_respawn=1; shift 2 ;;
             --pcap) pcap="$2"; shift 2 ;;
             --timeout) timeout_s="$2"; shift 2 ;;
             --out) out="$2"; shift 2 ;;
@@ -244,7 +239,7 @@ pair_run() {
 
     # Wait for every VM's done line; stop at the first error line, an early exit or the
     # deadline.
-    local deadline=$((started + timeout_s)) result="" n done_flags=(0 0) reported=(0 0) errors_seen=(0 0)
+    local deadline=$((started + timeout_s)) result="" n done_flags=(0 0) errors_seen=(0 0)
     while [[ -z "$result" ]]; do
         local all=1
         for n in 0 1; do
@@ -269,12 +264,6 @@ pair_run() {
                 wait "${PAIR_VM_PID[n]}" 2>/dev/null || status=$?
                 grep -qE -- "$PAIR_DONE_RE" "$logf" 2>/dev/null && { done_flags[n]=1; continue; }
                 printf 'pair| vm%s exited %s\n' "$n" "$status"
-                if [[ $n -eq 0 && $have_respawn -eq 1 && ${reported[0]} -eq 0 ]]; then
-                    reported[0]=1
-                    mv -f "$PAIR_OUT/vm0.log" "$PAIR_OUT/vm0-first.log"
-                    pair_start_vm 0 "ip=$PAIR_IP0/24 peer=$PAIR_IP1 $respawn0" 1 "${PAIR_NET_CONNECT[@]}"
-                    continue
-                fi
                 log "pair: vm$n ended (QEMU status $status) before its done line"
                 errors_seen[n]=1
                 if [[ $allow_errors -eq 1 ]]; then

@@ -110,8 +110,6 @@ pub struct PairConfig {
     pub only_vm0: bool,
     /// vm1 without an ivshmem device.
     pub no_ivshmem_vm1: bool,
-    /// Command line of a new vm0 started once the first vm0 ends early.
-    pub respawn_vm0: Option<String>,
     /// Record vm0's link traffic to `<out>/link.pcap`.
     pub pcap: bool,
     /// An error line or a VM ending early does not stop the launcher (peer-death tests).
@@ -128,7 +126,6 @@ impl PairConfig {
             vm1: vm1.into(),
             only_vm0: false,
             no_ivshmem_vm1: false,
-            respawn_vm0: None,
             pcap: false,
             allow_errors: false,
             timeout: Duration::from_secs(120),
@@ -287,9 +284,6 @@ impl Pair {
         cmd.arg("--vm0").arg(&config.vm0);
         if config.no_ivshmem_vm1 {
             cmd.arg("--no-ivshmem-vm1");
-        }
-        if let Some(r) = &config.respawn_vm0 {
-            cmd.arg("--respawn-vm0").arg(r);
         }
         if config.allow_errors {
             cmd.arg("--allow-errors");

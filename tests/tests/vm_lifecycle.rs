@@ -115,3 +115,27 @@ fn loopback_inside_one_vm() -> Result<()> {
     ensure(done["ok"] == true, || format!("app failed: {done}"))?;
     pair.finish(Duration::from_secs(30))
 }
+
+/// The launcher's verdict: a client whose connect is refused (the sink listens on another
+/// port) prints an `error` line and `done` with `ok:false`; `qemu-run.sh pair` then exits
+/// with status 1 (not 0, not a timeout).
+#[test]
+fn launcher_fails_when_a_guest_reports_an_error() -> Result<()> {
+    let cfg = PairConfig::new("app=stream port=7701 size=1M", "app=sink port=7700");
+    let Some(mut pair) = Pair::start("launcher_verdict", &cfg)? else {
+        return Ok(());
+    };
+    let t = Duration::from_secs(60);
+    let error = pair.wait_event(0, "error", t)?;
+    let done = pair.wait_event(0, "done", t)?;
+    ensure(
+        done["ok"] == false && field_u64(&done, "errors")? == 1,
+        || format!("client done: {done}"),
+    )?;
+    let status = pair.wait_exit(t)?;
+    ensure(status.code() == Some(1), || {
+        format!("launcher exit {status} after {error}")
+    })?;
+    pair.close();
+    Ok(())
+}
