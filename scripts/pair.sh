@@ -107,6 +107,7 @@ pair_prefix() {
 pair_start_vm() {
     local n="$1" cmdline="$2" ivshmem="$3"
     shift 3
+    # shellcheck disable=SC2034 # read by base_args (qemu-run.sh)
     local QEMU_MEMORY="${PAIR_MEMORY:-64M}"
     base_args "${QEMU_ACCEL:-tcg}"
     QEMU_CMD+=(
@@ -430,6 +431,10 @@ for mode in ("smcd", "tcp"):
 if missing:
     print("demo: results missing from the JSON lines: " + ", ".join(missing), file=sys.stderr)
     sys.exit(1)
+for mode, want in (("smcd", "smcd / smcd"), ("tcp", "tcp / tcp")):
+    if rows[mode]["transport"] != want:
+        print(f"demo: the {mode} runs used {rows[mode]['transport']}, expected {want}", file=sys.stderr)
+        sys.exit(1)
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "n/a"
