@@ -74,7 +74,16 @@ pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     let (sinks, senders) = (sinks?, senders?);
     let kinds = smc.device_kinds();
     let mut all_ok = sinks.len() == senders.len();
-    for (i, ((sent, transport), (got, _))) in senders.iter().zip(sinks.iter()).enumerate() {
+    for (i, (sent, transport)) in senders.iter().enumerate() {
+        // Pair by stream number: accept order need not follow the clients' numbering.
+        let Some((got, _)) = sinks.iter().find(|(o, _)| o.stream == sent.stream) else {
+            all_ok = false;
+            Report::new("error", c.name)
+                .u64("conn", i as u64)
+                .str("error", "no sink saw this stream")
+                .emit();
+            continue;
+        };
         let same = sent.hash == got.hash && sent.bytes == got.bytes && got.mismatches == 0;
         let loopback_smcd = matches!(transport, Some(Transport::Smcd { device, .. })
             if kinds.get(*device) == Some(&"loopback"));

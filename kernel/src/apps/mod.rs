@@ -59,10 +59,12 @@
 //!   `"transport":"smcd","smc_version":2,"device":"ivshmem"|"loopback","first_contact":true,"peer_gid":"<32 hex>"`
 //!   or `"transport":"tcp","reason":"0x03010000","by_peer":false` (the decline reason).
 //! - `{"event":"result","app":"pingpong","conn":0,<transport>,"round_trips":1000,"size":64,"min_ns":..,"p50_ns":..,"p90_ns":..,"p99_ns":..,"max_ns":..,"stats":{<conn counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
-//! - `{"event":"result","app":"stream"|"sink","conn":0,<transport>,"bytes":..,"chunk":..,"elapsed_ns":..,"bytes_per_sec":..,"hash":"<16 hex>","mismatches":0,"stats":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//! - `{"event":"result","app":"stream"|"sink","conn":0,"role":"stream"|"sink","stream":0,<transport>,"bytes":..,"chunk":..,"elapsed_ns":..,"bytes_per_sec":..,"hash":"<16 hex>","mismatches":0,"stats":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
 //!   — `hash` is FNV-1a 64 over the connection's bytes (the same on both sides when
-//!   byte-exact); the sink also counts bytes differing from the expected pattern
-//!   (`mismatches`, `"chunk":0` on the sink).
+//!   byte-exact); `stream` is the client's connection number, whose byte pattern the
+//!   client sends and the sink recognises from the first 8 bytes (so results pair up by
+//!   `stream`, whatever the accept order; `conn` is the local index). The sink counts
+//!   bytes differing from that pattern (`mismatches`; `"chunk":0` on the sink).
 //! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
 //! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
 //! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..}`
@@ -357,20 +359,58 @@ pub async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) ->
     outputs.into_iter().flatten().collect()
 }
 
-/// The byte at `index` of connection `conn`'s stream: a pattern without short periods,
-/// so a lost, repeated or reordered block shows.
+/// SplitMix64's output function: a bijection on `u64` with good avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The 8 pattern bytes of stream `conn` at offsets `8 * word ..`.
+fn pattern_word(conn: u32, word: u64) -> [u8; 8] {
+    mix((u64::from(conn) << 48) ^ word).to_le_bytes()
+}
+
+/// The byte at `index` of stream `conn`: SplitMix64 of (stream, index / 8), so the
+/// pattern has no short period (a lost, repeated or reordered block shows) and the
+/// first 8 bytes differ for every stream number (the sink recognises the stream).
 pub fn pattern(conn: u32, index: u64) -> u8 {
-    let x = index
-        .wrapping_add(u64::from(conn) << 40)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x >> 56) as u8
+    pattern_word(conn, index / 8)[(index % 8) as usize]
+}
+
+/// Calls `f(i, expected)` for each byte `i` of a window of `len` bytes at stream offset
+/// `offset` (one mix per 8 bytes).
+fn for_each_expected(conn: u32, offset: u64, len: usize, mut f: impl FnMut(usize, u8)) {
+    let mut cached: Option<(u64, [u8; 8])> = None;
+    for i in 0..len {
+        let at = offset + i as u64;
+        let word = at / 8;
+        let bytes = match cached {
+            Some((w, bytes)) if w == word => bytes,
+            _ => {
+                let bytes = pattern_word(conn, word);
+                cached = Some((word, bytes));
+                bytes
+            }
+        };
+        f(i, bytes[(at % 8) as usize]);
+    }
 }
 
 /// Fills `buf` with the pattern of `conn` starting at stream offset `offset`.
 pub fn fill_pattern(conn: u32, offset: u64, buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = pattern(conn, offset + i as u64);
-    }
+    let len = buf.len();
+    for_each_expected(conn, offset, len, |i, b| buf[i] = b);
+}
+
+/// Bytes of `data` (at stream offset `offset`) that differ from the pattern of `conn`.
+pub fn count_mismatches(conn: u32, offset: u64, data: &[u8]) -> u64 {
+    let mut n = 0;
+    for_each_expected(conn, offset, data.len(), |i, b| {
+        n += u64::from(data[i] != b)
+    });
+    n
 }
 
 /// FNV-1a 64, fed incrementally: the running hash both stream ends print.

@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use embedded_io_async::Read;
 
 use super::{
-    fill_pattern, join_all, pattern, write_all, AppConfig, AppError, AppFuture, Fnv1a, Report,
+    count_mismatches, fill_pattern, join_all, write_all, AppConfig, AppError, AppFuture, Fnv1a,
+    Report,
 };
 use crate::clock;
 use crate::smc::{Smc, SmcStream};
@@ -16,6 +17,8 @@ use crate::smc::{Smc, SmcStream};
 /// What one end of a stream connection saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamOutcome {
+    /// The sender's stream number (its pattern; the sink recognises it).
+    pub stream: u32,
     /// Bytes sent (stream) or received (sink).
     pub bytes: u64,
     /// FNV-1a of those bytes.
@@ -24,6 +27,19 @@ pub struct StreamOutcome {
     pub mismatches: u64,
     /// First byte to end (sender: until the sink closed).
     pub elapsed_ns: u64,
+}
+
+/// Bytes the sink looks at to recognise the sender's stream number.
+const HEAD_LEN: usize = 8;
+/// Stream numbers the sink tries.
+const MAX_STREAMS: u32 = 4096;
+
+/// The stream number whose pattern starts with `head`, if any.
+fn identify(head: &[u8]) -> Option<u32> {
+    if head.is_empty() {
+        return None;
+    }
+    (0..MAX_STREAMS).find(|&id| count_mismatches(id, 0, head) == 0)
 }
 
 fn bytes_per_sec(bytes: u64, ns: u64) -> u64 {
@@ -64,6 +80,7 @@ pub async fn send(
     while s.read(&mut scratch).await? != 0 {}
     let elapsed_ns = t0.elapsed().as_nanos() as u64;
     let outcome = StreamOutcome {
+        stream: conn,
         bytes: sent,
         hash: hash.0,
         mismatches: 0,
@@ -72,6 +89,7 @@ pub async fn send(
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .str("role", "stream")
+        .u64("stream", u64::from(conn))
         .transport(s, smc)
         .u64("bytes", sent)
         .u64("chunk", chunk as u64)
@@ -98,22 +116,51 @@ pub async fn receive(
     let mut got = 0u64;
     let mut mismatches = 0u64;
     let mut t0 = None;
+    // The sender's stream number, recognised from the first bytes (accept order need
+    // not match the clients' numbering when they connect at once).
+    let mut head = [0u8; HEAD_LEN];
+    let mut head_len = 0usize;
+    let mut stream_id: Option<u32> = None;
     loop {
         let n = s.read(&mut buf).await?;
         if n == 0 {
             break;
         }
         t0.get_or_insert_with(clock::now);
-        for (i, b) in buf[..n].iter().enumerate() {
-            mismatches += u64::from(*b != pattern(conn, got + i as u64));
-        }
         hash.update(&buf[..n]);
+        let mut data = &buf[..n];
+        let mut offset = got;
+        if stream_id.is_none() {
+            let take = (HEAD_LEN - head_len).min(n);
+            head[head_len..head_len + take].copy_from_slice(&data[..take]);
+            head_len += take;
+            data = &data[take..];
+            offset += take as u64;
+            if head_len == HEAD_LEN {
+                let id = identify(&head).unwrap_or(conn);
+                mismatches += count_mismatches(id, 0, &head);
+                stream_id = Some(id);
+            }
+        }
+        if let Some(id) = stream_id {
+            mismatches += count_mismatches(id, offset, data);
+        }
         got += n as u64;
     }
+    let stream_id = match stream_id {
+        Some(id) => id,
+        // Shorter than the head: identify by what there is.
+        None => {
+            let id = identify(&head[..head_len]).unwrap_or(conn);
+            mismatches += count_mismatches(id, 0, &head[..head_len]);
+            id
+        }
+    };
     let elapsed_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .str("role", "sink")
+        .u64("stream", u64::from(stream_id))
         .transport(s, smc)
         .u64("bytes", got)
         .u64("chunk", 0)
@@ -127,6 +174,7 @@ pub async fn receive(
         return Err(AppError::Mismatch);
     }
     Ok(StreamOutcome {
+        stream: stream_id,
         bytes: got,
         hash: hash.0,
         mismatches,
