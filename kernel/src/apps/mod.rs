@@ -309,11 +309,8 @@ pub fn run(c: &cmdline::Config) -> ! {
                             Err(e)
                         }
                     };
+                    executor::block_on(quiesce(smc));
                     Report::counters(name, smc).emit();
-                    // Let the last segments (ACK of the peer's FIN) leave before exit.
-                    for iface in smc.interfaces() {
-                        executor::block_on(iface.wait_transmitted(Duration::from_secs(1)));
-                    }
                     result.is_ok()
                 }
             }
@@ -328,6 +325,20 @@ pub fn run(c: &cmdline::Config) -> ! {
     } else {
         qemu::QemuExitCode::Failed
     })
+}
+
+/// Before the VM ends: let the SMC close handshakes finish (bounded), give the network
+/// poll tasks a moment to emit the final FIN/ACK segments of the closed TCP connections
+/// (a peer would otherwise wait for its close timeout), and wait until the NICs sent them.
+async fn quiesce(smc: &'static Smc) {
+    let limit = crate::clock::now().saturating_add(Duration::from_secs(2));
+    while smc.with_stack(|s| s.socket_count()) > 0 && crate::clock::now() < limit {
+        executor::sleep(Duration::from_millis(5)).await;
+    }
+    executor::sleep(Duration::from_millis(100)).await;
+    for iface in smc.interfaces() {
+        iface.wait_transmitted(Duration::from_secs(1)).await;
+    }
 }
 
 /// Runs every future to completion, concurrently in the calling task; the outputs in
