@@ -801,6 +801,23 @@ impl StreamRun {
             })?;
             got.push(field_str(v, "hash")?.to_string());
         }
+        // Pair by the sender's stream number where the sink reports it (it recognises
+        // the pattern); the multiset comparison below covers every connection anyway.
+        if self.receiver.iter().all(|v| v.get("stream").is_some()) {
+            for r in &self.receiver {
+                let id = field_u64(r, "stream")?;
+                let s = self
+                    .sender
+                    .iter()
+                    .find(|v| v.get("stream").and_then(Value::as_u64) == Some(id))
+                    .ok_or_else(|| {
+                        E2eError(format!("no sender line for stream {id} (sink: {r})"))
+                    })?;
+                ensure(field_str(s, "hash")? == field_str(r, "hash")?, || {
+                    format!("stream {id}: {s} vs {r}")
+                })?;
+            }
+        }
         sent.sort();
         got.sort();
         ensure(sent == got, || {
@@ -880,4 +897,111 @@ pub fn tcp_payloads(pcap: &Path) -> Result<Vec<Vec<u8>>> {
 /// segment: a CLC message.
 pub fn starts_with_clc(segment: &[u8]) -> bool {
     segment.starts_with(&[0xE2, 0xD4, 0xC3, 0xD9]) || segment.starts_with(&[0xE2, 0xD4, 0xC3, 0xC4])
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checks themselves must be able to fail: known-bad lines are rejected.
+    use super::*;
+    use serde_json::json;
+
+    fn result(role: &str, stream: u64, bytes: u64, hash: &str) -> Value {
+        json!({"event":"result","app":role,"conn":stream,"stream":stream,"bytes":bytes,"hash":hash,
+               "mismatches":0,"stats":{"bytes_tx":if role == "stream" {bytes} else {0},
+               "bytes_rx":if role == "sink" {bytes} else {0},"clc_bytes_tx":374,"clc_bytes_rx":130},
+               "tcp_bytes_tx":374,"tcp_bytes_rx":130})
+    }
+
+    fn run(sender: Vec<Value>, receiver: Vec<Value>) -> StreamRun {
+        let done = json!({"event":"done","ok":true,"errors":0});
+        StreamRun {
+            sender,
+            receiver,
+            sender_counters: json!({}),
+            receiver_counters: json!({}),
+            sender_done: done.clone(),
+            receiver_done: done,
+            wall: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn byte_exact_accepts_matching_runs_in_any_order() {
+        let r = run(
+            vec![result("stream", 0, 10, "aa"), result("stream", 1, 10, "bb")],
+            vec![result("sink", 1, 10, "bb"), result("sink", 0, 10, "aa")],
+        );
+        r.check_byte_exact(10).unwrap();
+    }
+
+    #[test]
+    fn byte_exact_rejects_bad_runs() {
+        // Hash differs.
+        let r = run(
+            vec![result("stream", 0, 10, "aa")],
+            vec![result("sink", 0, 10, "ab")],
+        );
+        assert!(r.check_byte_exact(10).is_err());
+        // Short transfer.
+        let r = run(
+            vec![result("stream", 0, 10, "aa")],
+            vec![result("sink", 0, 9, "aa")],
+        );
+        assert!(r.check_byte_exact(10).is_err());
+        // Hashes swapped between streams (multiset equal, pairing by stream is not).
+        let r = run(
+            vec![result("stream", 0, 10, "aa"), result("stream", 1, 10, "bb")],
+            vec![result("sink", 0, 10, "bb"), result("sink", 1, 10, "aa")],
+        );
+        assert!(r.check_byte_exact(10).is_err());
+        // Sink saw pattern mismatches.
+        let mut bad = result("sink", 0, 10, "aa");
+        bad["mismatches"] = json!(3);
+        assert!(run(vec![result("stream", 0, 10, "aa")], vec![bad])
+            .check_byte_exact(10)
+            .is_err());
+        // An app that failed.
+        let mut r = run(
+            vec![result("stream", 0, 10, "aa")],
+            vec![result("sink", 0, 10, "aa")],
+        );
+        r.receiver_done = json!({"event":"done","ok":false,"errors":1});
+        assert!(r.check_byte_exact(10).is_err());
+        // Missing line on one side.
+        assert!(run(vec![result("stream", 0, 10, "aa")], vec![])
+            .check_byte_exact(10)
+            .is_err());
+    }
+
+    #[test]
+    fn tcp_payload_subtracts_the_handshake() {
+        let v = result("stream", 0, 10, "aa");
+        assert_eq!(tcp_payload(&v).unwrap(), (0, 0));
+        let mut w = v.clone();
+        w["tcp_bytes_tx"] = json!(374 + 4096);
+        assert_eq!(tcp_payload(&w).unwrap(), (4096, 0));
+        w["tcp_bytes_rx"] = json!(10); // fewer TCP bytes than CLC bytes: inconsistent
+        assert!(tcp_payload(&w).is_err());
+    }
+
+    #[test]
+    fn lines_parse_only_json_objects() {
+        let line = |t: &str| Line {
+            source: Source::Vm(0),
+            text: t.into(),
+            at: Instant::now(),
+        };
+        assert!(line(r#"{"event":"done","ok":true}"#).json().is_some());
+        assert!(line("[INFO  kernel] {not json}").json().is_none());
+        assert!(line("{broken").json().is_none());
+        assert!(line("[1,2]").json().is_none());
+    }
+
+    #[test]
+    fn clc_eyecatchers() {
+        assert!(starts_with_clc(&[0xE2, 0xD4, 0xC3, 0xD9, 1]));
+        assert!(starts_with_clc(&[0xE2, 0xD4, 0xC3, 0xC4]));
+        assert!(!starts_with_clc(&[0xE2, 0xD4, 0xC3]));
+        assert!(!starts_with_clc(b"GET /"));
+    }
 }
