@@ -19,7 +19,7 @@ use core::time::Duration;
 
 use embedded_io_async::Read;
 use kernel::apps::{self, fill_pattern, pattern, write_all, AppConfig, Fnv1a};
-use kernel::cmdline::Ipv4Cidr;
+use kernel::cmdline::{self, App, Ipv4Cidr};
 use kernel::net;
 use kernel::smc::{self, Smc, SmcConfig, SmcListener, SmcStream};
 use kernel::{clock, executor, platform};
@@ -33,6 +33,7 @@ kernel::test_main!(
     client_without_smc_falls_back_to_tcp,
     adaptive_polling_spins_only_when_asked,
     builtin_apps_run_in_one_image,
+    app_command_line_keys,
 );
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 7, 1);
@@ -443,4 +444,49 @@ fn builtin_apps_run_in_one_image() {
     assert_eq!(after.handshakes_smcd - before.handshakes_smcd, 8);
     assert_eq!(after.fallbacks_total(), before.fallbacks_total());
     assert!(apps::find("no-such-app").is_none());
+}
+
+fn app_command_line_keys() {
+    let line = "ip=10.0.5.1/24 peer=10.0.5.2 app=loopback smc=off conns=3 spin=250 chunk=8K size=2M port=7000";
+    let c = cmdline::parse(line).unwrap();
+    assert_eq!(c.app, Some(App::Loopback));
+    assert_eq!((c.spin_us, c.chunk), (250, Some(8192)));
+    let name = apps::app_name(App::Loopback).unwrap();
+    assert!(apps::find(name).unwrap().two_nics);
+    let a = AppConfig::from_cmdline(name, &c);
+    assert_eq!(
+        a,
+        AppConfig {
+            name: "loopback",
+            peer: Some(Ipv4Addr::new(10, 0, 5, 2)),
+            port: 7000,
+            conns: 3,
+            count: apps::DEFAULT_COUNT,
+            size: Some(2 << 20),
+            chunk: 8192,
+        }
+    );
+    // Defaults, and the keys' errors.
+    let d = AppConfig::from_cmdline("echo", &cmdline::parse("app=echo").unwrap());
+    assert_eq!(
+        (d.port, d.conns, d.chunk),
+        (apps::DEFAULT_PORT, 1, apps::DEFAULT_CHUNK)
+    );
+    assert!(cmdline::parse("chunk=0").is_err());
+    assert!(cmdline::parse("spin=fast").is_err());
+    assert_eq!(apps::app_name(App::Selftest), None);
+    for app in apps::APPS {
+        assert!(apps::find(app.name).is_some());
+    }
+    // Every stream number starts with its own 8 bytes (the sink tells them apart).
+    let mut heads: Vec<[u8; 8]> = (0..256)
+        .map(|id| {
+            let mut h = [0u8; 8];
+            fill_pattern(id, 0, &mut h);
+            h
+        })
+        .collect();
+    heads.sort_unstable();
+    heads.dedup();
+    assert_eq!(heads.len(), 256);
 }
