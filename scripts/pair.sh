@@ -20,6 +20,7 @@ PAIR_IP0="10.0.5.1"
 PAIR_IP1="10.0.5.2"
 PAIR_DONE_RE='"event" *: *"done"'
 PAIR_ERROR_RE='"event" *: *"error"|panicked at|CPU exception'
+PAIR_FATAL_RE='panicked at|CPU exception'
 
 # Set by pair_start; read by pair_teardown and pair_wait.
 PAIR_PIDS=()         # every pid pair_start started (server, QEMUs), for teardown
@@ -238,8 +239,9 @@ pair_run() {
         pair_start_vm "$second" "${cmdl[second]}" "${ivsh[second]}" "${PAIR_NET_CONNECT[@]}" "${cdump[@]}"
     fi
 
-    # Wait for every VM's done line; stop at the first error line, an early exit or the
-    # deadline.
+    # Wait for every VM's done line. A VM's error line ends the run (status 1) once that
+    # VM printed its done line; a panic or CPU exception, or a VM ending early, at once;
+    # the deadline with status 124.
     local deadline=$((started + timeout_s)) result="" n done_flags=(0 0) errors_seen=(0 0)
     while [[ -z "$result" ]]; do
         local all=1
@@ -250,20 +252,36 @@ pair_run() {
             if grep -qE -- "$PAIR_ERROR_RE" "$logf" 2>/dev/null && [[ ${errors_seen[n]} -eq 0 ]]; then
                 log "pair: vm$n reported an error: $(grep -m1 -E -- "$PAIR_ERROR_RE" "$logf" | tr -d '\r')"
                 errors_seen[n]=1
-                if [[ $allow_errors -eq 0 ]]; then
+                # A panic or CPU exception ends the run at once (no done line follows).
+                if [[ $allow_errors -eq 0 ]] && grep -qE -- "$PAIR_FATAL_RE" "$logf" 2>/dev/null; then
                     result=1
                     break
                 fi
             fi
             if grep -qE -- "$PAIR_DONE_RE" "$logf" 2>/dev/null; then
                 done_flags[n]=1
+                # Without --allow-errors, a VM's error ends the run once that VM is done
+                # (its counters and done line still come out).
+                if [[ ${errors_seen[n]} -eq 1 && $allow_errors -eq 0 ]]; then
+                    result=1
+                    break
+                fi
                 continue
             fi
             all=0
             if ! kill -0 "${PAIR_VM_PID[n]}" 2>/dev/null; then
                 local status=0
                 wait "${PAIR_VM_PID[n]}" 2>/dev/null || status=$?
-                grep -qE -- "$PAIR_DONE_RE" "$logf" 2>/dev/null && { done_flags[n]=1; continue; }
+                if grep -qE -- "$PAIR_DONE_RE" "$logf" 2>/dev/null; then
+                    # Its last lines arrived between the checks above and the exit.
+                    done_flags[n]=1
+                    grep -qE -- "$PAIR_ERROR_RE" "$logf" 2>/dev/null && errors_seen[n]=1
+                    if [[ ${errors_seen[n]} -eq 1 && $allow_errors -eq 0 ]]; then
+                        result=1
+                        break
+                    fi
+                    continue
+                fi
                 printf 'pair| vm%s exited %s\n' "$n" "$status"
                 log "pair: vm$n ended (QEMU status $status) before its done line"
                 errors_seen[n]=1
