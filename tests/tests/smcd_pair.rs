@@ -7,15 +7,16 @@
 use std::time::Duration;
 
 use e2e::{
-    check_syn_options, ensure, field_str, stack_counter, starts_with_clc, stat, stream_run,
-    tcp_payload, tcp_payloads, Direction, Result, StreamSpec,
+    check_syn_options, ensure, field_str, is_event, stack_counter, starts_with_clc, stat,
+    stream_run, tcp_payload, tcp_payloads, Direction, E2eError, Result, Source, StreamSpec,
 };
 
 const MIB: u64 = 1 << 20;
 
 /// (a) 64 MiB each way over SMC-D: the data went through the DMBs (CDC messages, SMC-D
-/// byte counters), the TCP connection carried nothing but the CLC handshake, and the
-/// digests on both sides agree.
+/// byte counters), the TCP connection carried nothing but the CLC handshake (counters on
+/// both sides, and the link's pcap: payload bytes = CLC bytes, every segment a CLC
+/// message), and the hashes on both sides agree.
 #[test]
 fn smcd_64mib_each_way_through_the_dmbs() -> Result<()> {
     let size = 64 * MIB;
@@ -29,8 +30,25 @@ fn smcd_64mib_each_way_through_the_dmbs() -> Result<()> {
                 conns: 1,
                 timeout: Duration::from_secs(240),
             },
-            |_| {},
-            |_| Ok(()),
+            |c| c.pcap = true,
+            |pair| {
+                // On the wire: the link carried the CLC handshake and nothing else.
+                let segments = tcp_payloads(&pair.out_dir().join("link.pcap"))?;
+                let on_wire: usize = segments.iter().map(Vec::len).sum();
+                let vm0 = pair
+                    .lines()
+                    .iter()
+                    .filter(|l| l.source == Source::Vm(0))
+                    .find_map(|l| l.json().filter(|v| is_event(v, "result")))
+                    .ok_or_else(|| E2eError::new("no result line from vm0"))?;
+                let clc = stat(&vm0, "clc_bytes_tx")? + stat(&vm0, "clc_bytes_rx")?;
+                ensure(on_wire as u64 == clc, || {
+                    format!("{on_wire} TCP payload bytes on the link, CLC bytes {clc}")
+                })?;
+                ensure(segments.iter().all(|s| starts_with_clc(s)), || {
+                    "a TCP segment on the link is not a CLC message".to_string()
+                })
+            },
         )?
         else {
             return Ok(());
@@ -191,8 +209,25 @@ fn concurrent_connections_each_way() -> Result<()> {
                 conns,
                 timeout: Duration::from_secs(240),
             },
-            |_| {},
-            |_| Ok(()),
+            |c| c.pcap = true,
+            |pair| {
+                // On the wire: the link carried the CLC handshake and nothing else.
+                let segments = tcp_payloads(&pair.out_dir().join("link.pcap"))?;
+                let on_wire: usize = segments.iter().map(Vec::len).sum();
+                let vm0 = pair
+                    .lines()
+                    .iter()
+                    .filter(|l| l.source == Source::Vm(0))
+                    .find_map(|l| l.json().filter(|v| is_event(v, "result")))
+                    .ok_or_else(|| E2eError::new("no result line from vm0"))?;
+                let clc = stat(&vm0, "clc_bytes_tx")? + stat(&vm0, "clc_bytes_rx")?;
+                ensure(on_wire as u64 == clc, || {
+                    format!("{on_wire} TCP payload bytes on the link, CLC bytes {clc}")
+                })?;
+                ensure(segments.iter().all(|s| starts_with_clc(s)), || {
+                    "a TCP segment on the link is not a CLC message".to_string()
+                })
+            },
         )?
         else {
             return Ok(());
