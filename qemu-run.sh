@@ -399,7 +399,10 @@ cmd_boot_time() {
     echo "  wall seconds: ${walls[*]} (best $best, median $median)"
     echo "  QEMU CPU seconds until then: ${cpus[*]}"
     echo "  host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "image size: $(stat -c %s "$image") bytes"
+    local size limit=$((2 << 20))
+    size="$(stat -c %s "$image")"
+    echo "image size: $size bytes (limit $limit)"
+    [[ "$size" -le "$limit" ]] || { log "image larger than 2 MiB"; return 1; }
 }
 
 # shellcheck source=scripts/pair.sh
