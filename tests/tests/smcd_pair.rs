@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use e2e::{
-    check_syn_options, ensure, field_str, is_event, stack_counter, starts_with_clc, stat,
-    stream_run, tcp_payload, tcp_payloads, Direction, E2eError, Result, Source, StreamSpec,
+    check_syn_options, ensure, field_str, field_u64, is_event, stack_counter, starts_with_clc,
+    stat, stream_run, tcp_payload, tcp_payloads, Direction, E2eError, Pair, PairConfig, Result,
+    Source, StreamSpec,
 };
 
 const MIB: u64 = 1 << 20;
@@ -244,4 +245,61 @@ fn concurrent_connections_each_way() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Ping-pong over SMC-D: 500 round trips of 64 bytes against the echo server, every
+/// byte echoed (the client compares each reply), one CDC per message each way, no TCP
+/// payload after the handshake, and latency percentiles in order.
+#[test]
+fn pingpong_over_smcd_echoes_every_message() -> Result<()> {
+    let (count, size) = (500u64, 64u64);
+    let cfg = PairConfig::new(
+        format!("app=pingpong port=7800 count={count} size={size}"),
+        "app=echo port=7800",
+    );
+    let Some(pair) = Pair::start("pingpong_smcd", &cfg)? else {
+        return Ok(());
+    };
+    let t = Duration::from_secs(120);
+    let client = pair.wait_for(0, "pingpong result", t, |v| is_event(v, "result"))?;
+    let server = pair.wait_for(1, "echo result", t, |v| is_event(v, "result"))?;
+    for v in [&client, &server] {
+        ensure(field_str(v, "transport")? == "smcd", || {
+            format!("not over SMC-D: {v}")
+        })?;
+        ensure(tcp_payload(v)? == (0, 0), || {
+            format!("TCP payload after the handshake: {v}")
+        })?;
+    }
+    ensure(field_u64(&client, "round_trips")? == count, || {
+        format!("round trips: {client}")
+    })?;
+    ensure(field_u64(&server, "bytes")? == count * size, || {
+        format!("echoed bytes: {server}")
+    })?;
+    ensure(
+        stat(&client, "bytes_tx")? == count * size && stat(&client, "bytes_rx")? == count * size,
+        || format!("client byte counters: {client}"),
+    )?;
+    ensure(
+        stat(&client, "cdcs_tx")? >= count && stat(&server, "cdcs_tx")? >= count,
+        || format!("fewer CDCs than messages: {client} / {server}"),
+    )?;
+    let q: Vec<u64> = ["min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"]
+        .iter()
+        .map(|k| field_u64(&client, k))
+        .collect::<Result<_>>()?;
+    ensure(q[0] > 0 && q.windows(2).all(|w| w[0] <= w[1]), || {
+        format!("percentiles out of order: {client}")
+    })?;
+    println!(
+        "pingpong over SMC-D: p50 {} us, p99 {} us",
+        q[1] / 1000,
+        q[3] / 1000
+    );
+    for vm in [0, 1] {
+        let done = pair.wait_event(vm, "done", t)?;
+        ensure(done["ok"] == true, || format!("vm{vm} failed: {done}"))?;
+    }
+    pair.finish(Duration::from_secs(30))
 }
