@@ -181,7 +181,7 @@ pub enum PciError {
     NoWindow,
     /// The device is not an endpoint (type 0 header).
     NotAnEndpoint,
-    /// An ECAM window could not be mapped.
+    /// An ECAM window or a BAR could not be mapped.
     Map(crate::memory::MapError),
 }
 
@@ -191,7 +191,7 @@ impl fmt::Display for PciError {
             PciError::NoEcam => write!(f, "no PCIe ECAM window (MCFG) to enumerate"),
             PciError::NoWindow => write!(f, "no ECAM window covers the device"),
             PciError::NotAnEndpoint => write!(f, "not an endpoint (type 0) function"),
-            PciError::Map(e) => write!(f, "cannot map the ECAM window: {e}"),
+            PciError::Map(e) => write!(f, "cannot map an ECAM window or BAR: {e}"),
         }
     }
 }
@@ -257,6 +257,14 @@ pub fn init(acpi: &AcpiInfo) -> Result<&'static [PciDevice], PciError> {
             windows.len(),
             start.elapsed().as_micros()
         );
+        // Every memory window the firmware assigned is mapped now, uncached (registers may
+        // have read side effects); a driver that knows a BAR is RAM-like (ivshmem BAR2)
+        // remaps it write-back with `memory::map_mmio_cached`.
+        for d in &devices {
+            for (address, size) in d.bars.iter().flatten().filter_map(BarInfo::memory) {
+                crate::memory::map_mmio(address, size).map_err(PciError::Map)?;
+            }
+        }
         Ok(Bus { windows, devices })
     })?;
     for d in &bus.devices {

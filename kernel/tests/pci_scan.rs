@@ -13,6 +13,7 @@ kernel::test_main!(
     virtio_net_bars_and_capabilities_decode,
     ivshmem_plain_bars_decode,
     devices_are_listed_once,
+    every_memory_bar_is_mapped_after_the_scan,
 );
 
 /// Size of the ivshmem-plain region set in profiles.sh (`profile_pci_scan`).
@@ -180,4 +181,21 @@ fn devices_are_listed_once() {
         }
     }
     assert_eq!(pci::find(0x1af4, 0x1110).count(), 1);
+}
+
+/// Issue 2: every PCI MMIO window the firmware assigned is mapped once the scan is done,
+/// without a driver asking for it (first, last and middle page of each memory BAR).
+fn every_memory_bar_is_mapped_after_the_scan() {
+    let mut checked = 0;
+    for d in kernel::pci::devices() {
+        for (address, size) in d.bars.iter().flatten().filter_map(|b| b.memory()) {
+            for probe in [address, address + size / 2, address + size - 1] {
+                let m = kernel::memory::translate(probe)
+                    .unwrap_or_else(|| panic!("{d}: BAR byte {probe:#x} is not mapped"));
+                assert_eq!(m.phys, probe, "{d}: BAR not identity-mapped");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} memory BARs found");
 }
