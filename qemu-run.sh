@@ -5,7 +5,9 @@
 #   qemu-run.sh run <image> [--append "cmdline"] [-- extra qemu args]
 #                                          boot one image, serial console on stdout
 #   qemu-run.sh runner <binary> [args]     cargo runner for x86_64-unknown-none (tests)
-#   qemu-run.sh test                       whole suite: host tests, then in-QEMU kernel tests
+#   qemu-run.sh test                       whole suite: lint, host tests (incl. e2e VM pairs),
+#                                          failure-path self-check, in-QEMU kernel tests
+#   qemu-run.sh lint                       cargo fmt --check and clippy -D warnings
 #   qemu-run.sh selftest-failure           shows that a failing in-guest assertion fails the
 #                                          runner with its message (builds the
 #                                          `deliberate-failure` feature)
@@ -71,6 +73,16 @@ check_prereqs() {
             missing=1
         fi
     fi
+    # tshark is optional: the Wireshark cross-checks skip with a notice without it.
+    if ! command -v tshark >/dev/null 2>&1; then
+        if [[ $(id -u) -eq 0 && -z "${QEMU_NO_INSTALL:-}" ]] && command -v apt-get >/dev/null; then
+            log "tshark missing; installing: apt-get install -y tshark"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y tshark >&2 \
+                || log "tshark install failed (optional): apt-get install -y tshark"
+        else
+            log "optional: apt-get install -y tshark (Wireshark cross-checks are skipped without it)"
+        fi
+    fi
     if command -v "$QEMU_BIN" >/dev/null 2>&1; then
         local datadir
         datadir="$("$QEMU_BIN" -L help 2>/dev/null | head -n1 || true)"
@@ -88,8 +100,11 @@ check_prereqs() {
         missing=1
     elif command -v rustup >/dev/null 2>&1; then
         if ! (cd "$REPO_ROOT" && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"); then
-            log "missing Rust target $TARGET; install it with: rustup target add $TARGET"
-            missing=1
+            log "missing Rust target $TARGET; installing: rustup target add $TARGET"
+            if ! (cd "$REPO_ROOT" && rustup target add "$TARGET" >&2); then
+                log "install failed; run: rustup target add $TARGET"
+                missing=1
+            fi
         fi
     fi
     if [[ $missing -ne 0 ]]; then
@@ -300,12 +315,27 @@ cmd_runner() {
     return 1
 }
 
+# cmd_lint: formatting and clippy (-D warnings) for the host crates and the bare-metal image.
+cmd_lint() {
+    cd "$REPO_ROOT"
+    log "lint: cargo fmt --check; clippy -D warnings (host, all targets; $TARGET image and libraries)"
+    cargo fmt --all -- --check
+    cargo clippy --all-targets --features smcd/std -- -D warnings
+    cargo clippy -p kernel -p boot --target "$TARGET" --all-targets \
+        --features kernel/deliberate-failure -- -D warnings
+    cargo clippy -p drivers -p smcd -p ivshmem-region --target "$TARGET" -- -D warnings
+}
+
 cmd_test() {
     check_prereqs || exit 2
     cd "$REPO_ROOT"
-    log "host tests: cargo test (default members), cargo test -p boot --lib"
+    cmd_lint
+    log "host tests: cargo test (default members, incl. the e2e VM-pair tests), smcd over std TCP, boot"
     cargo test
+    cargo test -p smcd --features std --test socket_tcp
     cargo test -p boot --lib
+    log "failure path: deliberately failing in-guest tests must fail the runner with their report"
+    cmd_selftest_failure
     log "in-QEMU kernel tests: cargo test -p kernel --target $TARGET --no-fail-fast"
     local out status=0
     out="$(mktemp "${TMPDIR:-/tmp}/smcd-kernel-tests.XXXXXX")"
@@ -416,11 +446,12 @@ main() {
         run) cmd_run "$@" ;;
         runner) cmd_runner "$@" ;;
         test) cmd_test "$@" ;;
+        lint) check_prereqs --quiet || exit 2; cmd_lint ;;
         selftest-failure) cmd_selftest_failure "$@" ;;
         boot-time) cmd_boot_time "$@" ;;
         pair) cmd_pair "$@" ;;
         demo) cmd_demo "$@" ;;
-        help|-h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+        help|-h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
         *) die "unknown subcommand '$cmd' (try: qemu-run.sh help)" ;;
     esac
 }
