@@ -62,6 +62,9 @@ use crate::pci;
 pub const UEID: &str = "SMCD-UNIKERNEL";
 
 /// How often the driver task polls without any wake-up (CLC timeouts, idle link groups).
+/// Listener backlog of [`Smc::bind`].
+pub const DEFAULT_BACKLOG: usize = 16;
+
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
 
 /// The ivshmem ISM on real hardware.
@@ -889,9 +892,23 @@ impl Smc {
     /// # Errors
     /// The TCP layer's error.
     pub fn bind(&'static self, port: u16) -> Result<SmcListener, SmcError> {
+        self.bind_with_backlog(port, DEFAULT_BACKLOG)
+    }
+
+    /// [`Smc::bind`] with `backlog` (at least 1) connections able to complete their TCP
+    /// handshake before [`SmcListener::accept`] takes them: a server expecting N
+    /// connections at once passes N. Each pending socket holds its TCP buffers
+    /// (`kernel::net::SOCKET_BUFFER_LEN` per direction), so the backlog costs memory.
+    ///
+    /// # Errors
+    /// The TCP layer's error.
+    pub fn bind_with_backlog(
+        &'static self,
+        port: u16,
+        backlog: usize,
+    ) -> Result<SmcListener, SmcError> {
         let first = self.interfaces.first().ok_or(SmcError::NoInterface)?;
-        // A backlog large enough for the apps' `conns=` connections arriving at once.
-        let tcp = first.listen_with_backlog(port, self.config.smc, 16)?;
+        let tcp = first.listen_with_backlog(port, self.config.smc, backlog.max(1))?;
         Ok(SmcListener { smc: self, tcp })
     }
 }

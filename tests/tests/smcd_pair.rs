@@ -203,15 +203,14 @@ fn fallback_server_without_ivshmem_declines() -> Result<()> {
 ///
 /// The link's pcap holds only the CLC handshakes of all connections.
 ///
-/// 16 at once, not the 64: with 64, the first 16 connections are established and
-/// the other 48 connects neither complete nor fail (the listener backlog of
-/// `kernel::smc::Smc::bind` is 16 and the sink accepts every connection before reading).
+/// 64 at once: the sink listens with a backlog of `conns` (`kernel::apps::listen`), so
+/// all 64 clients complete their TCP and CLC handshakes before it reads.
 #[test]
 fn concurrent_connections_each_way() -> Result<()> {
-    let (conns, size) = (16, 1024 * 1024);
+    let (conns, size) = (64, 1024 * 1024);
     for dir in [Direction::Vm0ToVm1, Direction::Vm1ToVm0] {
         let Some(run) = stream_run(
-            "conns16",
+            "conns64",
             &StreamSpec {
                 dir,
                 sender_args: format!("port=7400 size={size} conns={conns}"),

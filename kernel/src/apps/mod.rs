@@ -96,7 +96,7 @@ pub use json::Report;
 
 use crate::cmdline::{self, App, Ipv4Cidr};
 use crate::net::{self, NetError, NetInterface};
-use crate::smc::{self, Smc, SmcConfig, SmcError, SmcStream};
+use crate::smc::{self, Smc, SmcConfig, SmcError, SmcListener, SmcStream};
 use crate::{executor, platform, qemu};
 
 /// Default TCP port of the apps.
@@ -491,12 +491,26 @@ pub async fn connect_reported(
     Ok(s)
 }
 
-/// Listens on `c.port`, prints `ready`, and accepts `c.conns` connections.
+/// Largest listener backlog the servers ask for (each pending socket holds its TCP
+/// buffers; 64 of them fit the guests' 64 MiB next to 64 accepted connections).
+pub const MAX_BACKLOG: u32 = 64;
+
+/// Listens on `c.port` with a backlog of `c.conns` (at most [`MAX_BACKLOG`]), so that
+/// many clients connecting at once all complete their handshake.
+///
+/// # Errors
+/// The listen error.
+pub fn listen(smc: &'static Smc, c: &AppConfig) -> Result<SmcListener, AppError> {
+    let backlog = c.conns.clamp(1, MAX_BACKLOG) as usize;
+    Ok(smc.bind_with_backlog(c.port, backlog)?)
+}
+
+/// Listens on `c.port` ([`listen`]), prints `ready`, and accepts `c.conns` connections.
 ///
 /// # Errors
 /// The listen, accept or handshake error.
 pub async fn accept_all(smc: &'static Smc, c: &AppConfig) -> Result<Vec<SmcStream>, AppError> {
-    let mut listener = smc.bind(c.port)?;
+    let mut listener = listen(smc, c)?;
     Report::new("ready", c.name)
         .u64("port", u64::from(c.port))
         .strs("devices", &smc.device_kinds())

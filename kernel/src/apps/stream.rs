@@ -111,7 +111,9 @@ pub async fn receive(
     conn: u32,
     s: &mut SmcStream,
 ) -> Result<StreamOutcome, AppError> {
-    let mut buf = vec![0u8; 256 * 1024];
+    // 256 KiB for one connection, less when many share the heap (at least 32 KiB).
+    let buf_len = ((4usize << 20) / c.conns.max(1) as usize).clamp(32 << 10, 256 << 10);
+    let mut buf = vec![0u8; buf_len];
     let mut hash = Fnv1a::default();
     let mut got = 0u64;
     let mut mismatches = 0u64;
