@@ -17,6 +17,7 @@
 //! | `port`  | 1..=65535                               | none    |
 //! | `spin`  | µs a blocked SMC reader/writer polls before sleeping | `0` |
 //! | `chunk` | bytes per write of the stream apps, `K`/`M` suffix | none |
+//! | `cycles` | integer ≥ 1: sequential connections per `conns` slot (stream, sink) | `1` |
 //! | `test`  | test image name (set by `qemu-run.sh runner`; checked, ignored) | none |
 
 use core::fmt;
@@ -81,6 +82,8 @@ pub struct Config {
     pub spin_us: u64,
     /// Write size of the stream apps (`chunk=`).
     pub chunk: Option<u64>,
+    /// Sequential connect/transfer/close cycles of the stream apps (`cycles=`).
+    pub cycles: u32,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             port: None,
             spin_us: 0,
             chunk: None,
+            cycles: 1,
         }
     }
 }
@@ -135,8 +139,9 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test", "spin", "chunk",
+    "cycles",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
@@ -190,6 +195,13 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
                     return Err(bad("must be at least 1"));
                 }
                 config.chunk = Some(n);
+            }
+            "cycles" => {
+                let n = parse_u64(value).map_err(bad)?;
+                config.cycles = u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or(bad("must be between 1 and 4294967295"))?;
             }
             _ => unreachable!("every entry of KEYS is handled"),
         }

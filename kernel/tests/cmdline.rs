@@ -48,6 +48,7 @@ fn boot_command_line_parses() {
             port: Some(5001),
             spin_us: 0,
             chunk: None,
+            cycles: 1,
         }
     );
 }
@@ -91,6 +92,8 @@ fn every_key_parses() {
     assert!(c.smc);
     assert_eq!(c.log, LevelFilter::Trace);
     assert_eq!((c.conns, c.port, c.count), (1, Some(65535), Some(0)));
+    assert_eq!(cmdline::parse("cycles=1000").unwrap().cycles, 1000);
+    assert_eq!(Config::default().cycles, 1);
     // The runner's marker on test images is accepted and does not change the config.
     assert_eq!(
         cmdline::parse("test=net_loop-2 port=7"),
@@ -184,6 +187,10 @@ fn errors_name_the_key_and_value() {
     assert_eq!(
         err("smc=yes"),
         "malformed value for 'smc': 'yes': expected on or off"
+    );
+    assert_eq!(
+        err("cycles=0"),
+        "malformed value for 'cycles': '0': must be between 1 and 4294967295"
     );
     assert_eq!(
         err("conns=0"),

@@ -118,12 +118,24 @@ impl Report {
     }
 
     /// `{"event":"counters","app":..,"stack":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..,
-    /// "spin_us":..,"spin_polls":..,"spin_hits":..,"sleeps":..}`.
+    /// "spin_us":..,"spin_polls":..,"spin_hits":..,"sleeps":..,"link_groups":..,
+    /// "dmbs_in_use":..,"dmbs_pooled":..}`.
     pub fn counters(app: &str, smc: &Smc) -> Self {
         let mut s = String::new();
         let _ = smc.counters().write_json(&mut s);
         let (tx, rx) = smc.tcp_bytes();
         let p = smc.polling_stats();
+        let (groups, in_use, pooled) = smc.with_stack(|st| {
+            st.link_groups()
+                .iter()
+                .fold((0u64, 0u64, 0u64), |(n, u, p), (_, g)| {
+                    (
+                        n + 1,
+                        u + g.dmbs_in_use() as u64,
+                        p + g.pooled_dmbs() as u64,
+                    )
+                })
+        });
         Report::new("counters", app)
             .raw("stack", &s)
             .u64("tcp_bytes_tx", tx)
@@ -132,6 +144,9 @@ impl Report {
             .u64("spin_polls", p.spin_polls)
             .u64("spin_hits", p.spin_hits)
             .u64("sleeps", p.sleeps)
+            .u64("link_groups", groups)
+            .u64("dmbs_in_use", in_use)
+            .u64("dmbs_pooled", pooled)
     }
 
     /// The JSON text so far, closed.

@@ -45,6 +45,7 @@
 //! | `count=N` | round trips (default 1000) | pingpong |
 //! | `size=` | pingpong: message bytes (default 64); stream/sink/loopback: bytes per connection (default 16M) | |
 //! | `chunk=` | bytes per write (default 64K) | stream, loopback |
+//! | `cycles=N` | each of the `conns` slots connects, transfers `size` bytes and closes N times in sequence (default 1); the sink serves `conns` × N connections. Back-pressure: the next cycle waits (at most 30 s) for 4 MiB of free heap — the client before connecting, the sink before its close (closed TCP sockets keep their buffers through TIME-WAIT) | stream, sink |
 //! | `spin=µs` | adaptive polling budget before sleeping (default 0) | all |
 //!
 //! # Serial output: one JSON object per line
@@ -65,12 +66,21 @@
 //!   client sends and the sink recognises from the first 8 bytes (so results pair up by
 //!   `stream`, whatever the accept order; `conn` is the local index). The sink counts
 //!   bytes differing from that pattern (`mismatches`; `"chunk":0` on the sink).
+//!   With `cycles=` above 1 the per-connection `conn` and `result` lines are left out;
+//!   each slot prints one summary instead:
+//!   `{"event":"cycles","app":"stream"|"sink","conn":0,"role":..,"cycles":1000,"smcd":1000,"bytes":..,"hash":"<16 hex>","mismatches":0}`
+//!   — `smcd` counts the cycles that ran over SMC-D, `hash` is the wrapping sum of the
+//!   cycles' FNV-1a hashes (the same on both sides when every cycle was byte-exact; the
+//!   sink sums per sender stream, so its line `conn` is the sender's stream number).
 //! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
 //! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
 //! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..}`
 //!   — the stack-wide counters (handshakes, `fallbacks` by reason like
 //!   `"fallbacks":{"0x03010000":1}`, CDCs, DMBs...; smcd `GlobalCounters::write_json`),
-//!   the TCP bytes of all connections (CLC + fallback payload), and adaptive polling.
+//!   the TCP bytes of all connections (CLC + fallback payload), adaptive polling, and
+//!   the DMB pools at the end: `"link_groups":..,"dmbs_in_use":..,"dmbs_pooled":..`
+//!   (every registered DMB is freed or pooled: `dmbs_registered` = `dmbs_freed` +
+//!   `dmbs_pooled` when none is in use).
 //! - `{"event":"error","app":..,"conn":0,"error":"<text>"}`
 //! - `{"event":"done","app":..,"ok":true,"errors":0}` — always the last line of an app.
 //!
@@ -89,6 +99,7 @@ use core::fmt;
 use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::Poll;
 use core::time::Duration;
 
@@ -143,6 +154,18 @@ impl AppConfig {
             chunk: c.chunk.unwrap_or(DEFAULT_CHUNK),
         }
     }
+}
+
+/// `cycles=` of the command line [`run`] started the app with (1 until then).
+///
+/// Kept beside [`AppConfig`] rather than in it so that code building an `AppConfig`
+/// field by field keeps compiling; apps started directly (in-QEMU tests) run one cycle.
+static CYCLES: AtomicU32 = AtomicU32::new(1);
+
+/// Sequential connect/transfer/close cycles per connection slot of the stream apps
+/// (`cycles=`; at least 1).
+pub fn cycles() -> u32 {
+    CYCLES.load(Ordering::Relaxed).max(1)
 }
 
 /// Why an app failed.
@@ -300,6 +323,7 @@ pub fn run(c: &cmdline::Config) -> ! {
                 }
                 Ok(smc) => {
                     let config = AppConfig::from_cmdline(entry.name, c);
+                    CYCLES.store(c.cycles, Ordering::Relaxed);
                     log::info!("app {}: {}", entry.name, entry.help);
                     let result = executor::block_on((entry.run)(smc, config));
                     let result = match result {
@@ -489,6 +513,30 @@ pub async fn connect_reported(
     let s = smc.connect(peer, c.port).await?;
     report_conn(smc, c, conn, "client", &s);
     Ok(s)
+}
+
+/// Free heap a cycle of `cycles=` waits for before it connects or accepts.
+pub const CYCLE_HEAP_RESERVE: usize = 4 << 20;
+
+/// Waits until the heap has `reserve` bytes available, at most `limit`.
+///
+/// Back-pressure for sequential connections: a closed TCP connection keeps its socket
+/// (and its buffers, `net::SOCKET_BUFFER_LEN` per direction) through TIME-WAIT (smoltcp:
+/// 10 s), so connections opened faster than that would run the heap dry.
+///
+/// # Errors
+/// [`AppError::Config`] when the memory did not come back within `limit`.
+pub async fn wait_for_heap(reserve: usize, limit: Duration) -> Result<(), AppError> {
+    let deadline = crate::clock::now().saturating_add(limit);
+    while crate::memory::heap_stats().available_bytes < reserve {
+        if crate::clock::now() >= deadline {
+            return Err(AppError::Config(
+                "heap did not free up for the next connection",
+            ));
+        }
+        executor::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// Largest listener backlog the servers ask for (each pending socket holds its TCP

@@ -2,17 +2,22 @@
 //! receives, checks the pattern): throughput, and a running FNV-1a hash both print.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::time::Duration;
 
 use embedded_io_async::Read;
 
 use super::{
     count_mismatches, fill_pattern, join_all, write_all, AppConfig, AppError, AppFuture, Fnv1a,
-    Report,
+    Report, CYCLE_HEAP_RESERVE,
 };
 use crate::clock;
 use crate::smc::{Smc, SmcStream};
+use smcd::socket::Transport;
 
 /// What one end of a stream connection saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +63,17 @@ pub async fn send(
     conn: u32,
     s: &mut SmcStream,
 ) -> Result<StreamOutcome, AppError> {
+    send_conn(smc, c, conn, s, true).await
+}
+
+/// [`send`], printing the result line only when `report` is true.
+async fn send_conn(
+    smc: &'static Smc,
+    c: &AppConfig,
+    conn: u32,
+    s: &mut SmcStream,
+    report: bool,
+) -> Result<StreamOutcome, AppError> {
     let size = stream_size(c);
     let chunk = usize::try_from(c.chunk)
         .ok()
@@ -86,6 +102,9 @@ pub async fn send(
         mismatches: 0,
         elapsed_ns,
     };
+    if !report {
+        return Ok(outcome);
+    }
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .str("role", "stream")
@@ -110,6 +129,17 @@ pub async fn receive(
     c: &AppConfig,
     conn: u32,
     s: &mut SmcStream,
+) -> Result<StreamOutcome, AppError> {
+    receive_conn(smc, c, conn, s, true).await
+}
+
+/// [`receive`], printing the result line only when `report` is true.
+async fn receive_conn(
+    smc: &'static Smc,
+    c: &AppConfig,
+    conn: u32,
+    s: &mut SmcStream,
+    report: bool,
 ) -> Result<StreamOutcome, AppError> {
     // 256 KiB for one connection, less when many share the heap (at least 32 KiB).
     let buf_len = ((4usize << 20) / c.conns.max(1) as usize).clamp(32 << 10, 256 << 10);
@@ -159,6 +189,25 @@ pub async fn receive(
         }
     };
     let elapsed_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
+    if !report {
+        if mismatches > 0 || c.size.is_some_and(|size| size != got) {
+            Report::new("error", c.name)
+                .u64("conn", u64::from(conn))
+                .u64("stream", u64::from(stream_id))
+                .u64("bytes", got)
+                .u64("mismatches", mismatches)
+                .str("error", "received bytes differ from the sent ones")
+                .emit();
+            return Err(AppError::Mismatch);
+        }
+        return Ok(StreamOutcome {
+            stream: stream_id,
+            bytes: got,
+            hash: hash.0,
+            mismatches,
+            elapsed_ns,
+        });
+    }
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .str("role", "sink")
@@ -184,15 +233,63 @@ pub async fn receive(
     })
 }
 
-/// The stream client on `conns` connections at once.
+/// Bound of one wait for heap between cycles (TIME-WAIT is 10 s).
+const CYCLE_HEAP_WAIT: Duration = Duration::from_secs(30);
+
+/// What the cycles of one connection slot added up to (`cycles=` above 1).
+#[derive(Clone, Copy, Default)]
+struct CycleSum {
+    cycles: u64,
+    smcd: u64,
+    bytes: u64,
+    hash: u64,
+    mismatches: u64,
+}
+
+impl CycleSum {
+    fn add(&mut self, o: &StreamOutcome, s: &SmcStream) {
+        self.cycles += 1;
+        self.smcd += u64::from(matches!(s.transport(), Some(Transport::Smcd { .. })));
+        self.bytes += o.bytes;
+        self.hash = self.hash.wrapping_add(o.hash);
+        self.mismatches += o.mismatches;
+    }
+
+    fn emit(&self, c: &AppConfig, conn: u32, role: &str) {
+        Report::new("cycles", c.name)
+            .u64("conn", u64::from(conn))
+            .str("role", role)
+            .u64("cycles", self.cycles)
+            .u64("smcd", self.smcd)
+            .u64("bytes", self.bytes)
+            .hex("hash", self.hash)
+            .u64("mismatches", self.mismatches)
+            .emit();
+    }
+}
+
+/// The stream client on `conns` connections at once; each connection slot runs
+/// `cycles` connect/send/close cycles in sequence.
 pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     let peer = c.peer.ok_or(AppError::Config("stream needs peer="))?;
     let tasks: Vec<AppFuture> = (0..c.conns)
         .map(|i| {
             Box::pin(async move {
-                let mut s = super::connect_reported(smc, &c, peer, i).await?;
-                send(smc, &c, i, &mut s).await?;
-                s.close()?;
+                if super::cycles() <= 1 {
+                    let mut s = super::connect_reported(smc, &c, peer, i).await?;
+                    send(smc, &c, i, &mut s).await?;
+                    s.close()?;
+                    return Ok(());
+                }
+                let mut sum = CycleSum::default();
+                for _ in 0..super::cycles() {
+                    super::wait_for_heap(CYCLE_HEAP_RESERVE, CYCLE_HEAP_WAIT).await?;
+                    let mut s = smc.connect(peer, c.port).await?;
+                    let o = send_conn(smc, &c, i, &mut s, false).await?;
+                    sum.add(&o, &s);
+                    s.close()?;
+                }
+                sum.emit(&c, i, "stream");
                 Ok(())
             }) as AppFuture
         })
@@ -200,8 +297,64 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     join_all(tasks).await.into_iter().collect()
 }
 
-/// The sink server: accepts `conns` connections and receives on all at once.
+/// The sink server: accepts `conns` connections and receives on all at once; with
+/// `cycles` above 1 it does that `cycles` times on one listener, then prints one
+/// summary per sender stream.
 pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
+    if super::cycles() <= 1 {
+        return sink_once(smc, c).await;
+    }
+    let mut listener = super::listen(smc, &c)?;
+    Report::new("ready", c.name)
+        .u64("port", u64::from(c.port))
+        .strs("devices", &smc.device_kinds())
+        .emit();
+    let mut sums: BTreeMap<u32, CycleSum> = BTreeMap::new();
+    for _ in 0..super::cycles() {
+        let mut streams = Vec::new();
+        for _ in 0..c.conns {
+            streams.push(listener.accept().await?);
+        }
+        let tasks: Vec<Pin<Box<dyn Future<Output = _>>>> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut s)| {
+                Box::pin(async move {
+                    let o = receive_conn(smc, &c, i as u32, &mut s, false).await;
+                    let o = o.map(|o| {
+                        let mut one = CycleSum::default();
+                        one.add(&o, &s);
+                        (o.stream, one)
+                    });
+                    // The sender waits for this close before its next cycle: hold it
+                    // back until this side's heap has room for that connection (the
+                    // server's TCP sockets linger in TIME-WAIT).
+                    super::wait_for_heap(CYCLE_HEAP_RESERVE, CYCLE_HEAP_WAIT).await?;
+                    s.close()?;
+                    o
+                })
+                    as Pin<Box<dyn Future<Output = Result<(u32, CycleSum), AppError>>>>
+            })
+            .collect();
+        for result in join_all(tasks).await {
+            let (stream, one) = result?;
+            let sum = sums.entry(stream).or_default();
+            sum.cycles += one.cycles;
+            sum.smcd += one.smcd;
+            sum.bytes += one.bytes;
+            sum.hash = sum.hash.wrapping_add(one.hash);
+            sum.mismatches += one.mismatches;
+        }
+    }
+    for (stream, sum) in &sums {
+        sum.emit(&c, *stream, "sink");
+    }
+    Ok(())
+}
+
+/// The sink server for one round: accepts `conns` connections and receives on all at
+/// once.
+async fn sink_once(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     let streams = super::accept_all(smc, &c).await?;
     let tasks: Vec<AppFuture> = streams
         .into_iter()
