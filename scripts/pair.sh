@@ -39,6 +39,10 @@ qemu-run.sh pair [options]: boot two smcd VMs linked by virtio-net and one ivshm
   --wait-vm0-only      finish when vm0 printed its done line (vm1 is stopped then)
   --allow-errors       an error line or a VM that ends early does not stop the run: wait
                        for the other VM's done line (peer-death tests); status still 1
+  --rejoin "cmdline"   when the client VM ends before its done line (killed), boot a
+                       replacement once with this command line (same address, NIC link and
+                       ivshmem region; the ivshmem server gives it a peer id); the old
+                       serial log is kept as vmN.before-rejoin.log (`pair| vmN rejoined`)
   --pcap FILE          record vm0's NIC traffic (both directions) with filter-dump
   --timeout S          overall limit in seconds (default 120)
   --out DIR            keep logs in DIR (default: a fresh temp dir, printed)
@@ -111,6 +115,19 @@ pair_start_vm() {
     # shellcheck disable=SC2034 # read by base_args (qemu-run.sh)
     local QEMU_MEMORY="${PAIR_MEMORY:-64M}"
     base_args "${QEMU_ACCEL:-tcg}"
+    if [[ "${PAIR_KEEP_RUNNING:-0}" -eq 1 ]]; then
+        # No isa-debug-exit: the guest halts after its done line and QEMU keeps running
+        # until the teardown (see --rejoin).
+        local i kept=()
+        for ((i = 0; i < ${#QEMU_CMD[@]}; i++)); do
+            if [[ "${QEMU_CMD[i]}" == -device && "${QEMU_CMD[i + 1]:-}" == isa-debug-exit* ]]; then
+                i=$((i + 1))
+                continue
+            fi
+            kept+=("${QEMU_CMD[i]}")
+        done
+        QEMU_CMD=("${kept[@]}")
+    fi
     QEMU_CMD+=(
         -chardev "stdio,id=console,logfile=$PAIR_OUT/vm$n.log,signal=off"
         -serial chardev:console
@@ -166,7 +183,7 @@ pair_teardown() {
 # PAIR_SERVER_BIN (pair_build). Sets PAIR_OUT. Returns the pair exit status.
 pair_run() {
     local vm0="" vm1="" only0=0 ivsh1=1 pcap="" timeout_s=120 out="" region="64M" max_peers=4
-    local wait1=1 allow_errors=0
+    local wait1=1 allow_errors=0 rejoin="" rejoined=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --vm0) vm0="$2"; shift 2 ;;
@@ -174,6 +191,7 @@ pair_run() {
             --only-vm0) only0=1; shift ;;
             --wait-vm0-only) wait1=0; shift ;;
             --allow-errors) allow_errors=1; shift ;;
+            --rejoin) rejoin="$2"; shift 2 ;;
             --no-ivshmem-vm1) ivsh1=0; shift ;;
             --pcap) pcap="$2"; shift 2 ;;
             --timeout) timeout_s="$2"; shift 2 ;;
@@ -284,6 +302,20 @@ pair_run() {
                 fi
                 printf 'pair| vm%s exited %s\n' "$n" "$status"
                 log "pair: vm$n ended (QEMU status $status) before its done line"
+                if [[ -n "$rejoin" && $rejoined -eq 0 && $n -eq $second && $only0 -eq 0 ]]; then
+                    # A replacement client joins the same link and ivshmem region.
+                    rejoined=1
+                    mv "$logf" "$PAIR_OUT/vm$n.before-rejoin.log"
+                    local ip=("$PAIR_IP0" "$PAIR_IP1") rline
+                    rline="ip=${ip[n]}/24 peer=${ip[1 - n]} $rejoin"
+                    # It keeps running after its done line (no isa-debug-exit) until the
+                    # teardown: QEMU 7.2's ivshmem-doorbell in the survivor aborts ("double
+                    # free") when a peer ID it saw leave and come back leaves again, so the
+                    # newcomer must not leave while the survivor runs.
+                    PAIR_KEEP_RUNNING=1 pair_start_vm "$n" "${rline% }" "${ivsh[n]}" "${PAIR_NET_CONNECT[@]}"
+                    printf 'pair| vm%s rejoined\n' "$n"
+                    continue
+                fi
                 errors_seen[n]=1
                 if [[ $allow_errors -eq 1 ]]; then
                     done_flags[n]=1

@@ -116,6 +116,9 @@ pub struct PairConfig {
     pub allow_errors: bool,
     /// Overall limit of the launcher.
     pub timeout: Duration,
+    /// Command line of a replacement client VM, booted once when the client VM ends
+    /// before its done line (`--rejoin`; its lines come from the same `Source::Vm`).
+    pub rejoin: Option<String>,
 }
 
 impl PairConfig {
@@ -129,6 +132,7 @@ impl PairConfig {
             pcap: false,
             allow_errors: false,
             timeout: Duration::from_secs(120),
+            rejoin: None,
         }
     }
 
@@ -287,6 +291,9 @@ impl Pair {
         }
         if config.allow_errors {
             cmd.arg("--allow-errors");
+        }
+        if let Some(line) = &config.rejoin {
+            cmd.arg("--rejoin").arg(line);
         }
         if config.pcap {
             cmd.arg("--pcap").arg(out_dir.join("link.pcap"));

@@ -1,4 +1,5 @@
-//! Peer death between two VMs and SMC-D loopback inside one VM (issue 5 items f, g).
+//! Peer death between two VMs (and a new VM joining afterwards) and SMC-D loopback
+//! inside one VM (issue 5 items f, g).
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,7 @@ use e2e::{
 /// ivshmem server notices the closed socket and rings vm1, which must abort the
 /// connection (an `error` line from the sink, `aborts` and a terminated link group in
 /// its counters, every DMB freed) within 100 ms of the kill, and end its app instead of
-/// hanging. Not covered: a new VM joining afterwards (the sink app serves `conns=` and
-/// ends).
+/// hanging. A new VM joining afterwards: [`a_new_vm_joins_after_peer_death`].
 #[test]
 fn peer_death_aborts_the_survivors_connections() -> Result<()> {
     // 1 GiB: far more than the stream moves before the kill (tens of MiB/s under TCG).
@@ -81,6 +81,110 @@ fn peer_death_aborts_the_survivors_connections() -> Result<()> {
     ensure(latency < e2e::scaled(Duration::from_millis(100)), || {
         format!("abort took {latency:?}")
     })?;
+    pair.close();
+    Ok(())
+}
+
+/// Peer death, then a new VM joins the same ivshmem region and is served: vm1 runs the
+/// sink for two sequential connections (`cycles=2`). vm0 streams 1 GiB and is killed
+/// mid-stream; the launcher then boots a replacement vm0 (`--rejoin`, same address and
+/// region; the ivshmem server hands out a peer id again) that streams 1 MiB. The
+/// survivor aborts the dead peer's connection (an `error` line, `aborts`, a terminated
+/// link group), serves the newcomer over SMC-D in a new link group, byte-exact (equal
+/// hashes, no mismatch), and ends with no DMB in use and every registered DMB freed or
+/// pooled.
+#[test]
+fn a_new_vm_joins_after_peer_death() -> Result<()> {
+    let size = 1u64 << 20;
+    let mut cfg = PairConfig::new(
+        "app=stream port=7960 size=1G",
+        "app=sink port=7960 cycles=2",
+    );
+    cfg.allow_errors = true;
+    cfg.rejoin = Some(format!("app=stream port=7960 size={size}"));
+    cfg.timeout = Duration::from_secs(300);
+    let Some(pair) = Pair::start("rejoin", &cfg)? else {
+        return Ok(());
+    };
+    let t = Duration::from_secs(240);
+    let conn = pair.wait_for(0, "the first client's conn line", t, |v| {
+        is_event(v, "conn")
+    })?;
+    ensure(field_str(&conn, "transport")? == "smcd", || {
+        format!("not over SMC-D: {conn}")
+    })?;
+    let killed = pair.kill_vm(0)?;
+    let early = pair.lines().iter().any(|l| {
+        l.source == Source::Vm(0)
+            && l.at <= killed
+            && l.json().is_some_and(|v| is_event(&v, "result"))
+    });
+    ensure(!early, || {
+        "the first client finished before the kill".to_string()
+    })?;
+    let error = pair.wait_for(1, "the sink's error line after the peer died", t, |v| {
+        is_event(v, "error")
+    })?;
+    pair.wait_control("the replacement vm0", t, |l| l == "vm0 rejoined")?;
+    // Only the replacement can print a result line (the first client was killed first).
+    let result = pair.wait_for(0, "the new client's result line", t, |v| {
+        is_event(v, "result")
+    })?;
+    let new_conn = pair
+        .lines()
+        .iter()
+        .filter(|l| l.source == Source::Vm(0))
+        .filter_map(|l| l.json().filter(|v| is_event(v, "conn")))
+        .nth(1)
+        .ok_or_else(|| e2e::E2eError::new("no conn line from the new client"))?;
+    ensure(
+        field_str(&new_conn, "transport")? == "smcd" && new_conn["first_contact"] == true,
+        || format!("the new client is not a first contact over SMC-D: {new_conn}"),
+    )?;
+    let summary = pair.wait_for(1, "the sink's cycles summary", t, |v| is_event(v, "cycles"))?;
+    ensure(
+        field_u64(&summary, "cycles")? == 1
+            && field_u64(&summary, "smcd")? == 1
+            && field_u64(&summary, "bytes")? == size
+            && field_u64(&summary, "mismatches")? == 0,
+        || format!("the newcomer's connection: {summary}"),
+    )?;
+    ensure(field_u64(&result, "bytes")? == size, || {
+        format!("new client bytes: {result}")
+    })?;
+    ensure(
+        field_str(&result, "hash")? == field_str(&summary, "hash")?,
+        || format!("hashes differ: {result} / {summary}"),
+    )?;
+    let counters = pair.wait_event(1, "counters", t)?;
+    ensure(stack_counter(&counters, "aborts")? >= 1, || {
+        format!("no abort counted: {counters}")
+    })?;
+    ensure(
+        stack_counter(&counters, "link_groups_terminated")? >= 1
+            && stack_counter(&counters, "link_groups_created")? == 2,
+        || format!("link groups: {counters}"),
+    )?;
+    let registered = stack_counter(&counters, "dmbs_registered")?;
+    let freed = stack_counter(&counters, "dmbs_freed")?;
+    let pooled = field_u64(&counters, "dmbs_pooled")?;
+    ensure(
+        field_u64(&counters, "dmbs_in_use")? == 0 && registered == freed + pooled,
+        || format!("DMBs left: {counters}"),
+    )?;
+    let sink_done = pair.wait_event(1, "done", t)?;
+    ensure(sink_done["ok"] == false, || {
+        format!("the sink reports the aborted connection: {sink_done}")
+    })?;
+    let client_done = pair.wait_for(0, "the new client's done line", t, |v| is_event(v, "done"))?;
+    ensure(client_done["ok"] == true, || {
+        format!("the new client failed: {client_done}")
+    })?;
+    println!(
+        "rejoin: sink error {error}; newcomer served: {} bytes, registered {registered} freed \
+         {freed} pooled {pooled}",
+        field_u64(&result, "bytes")?
+    );
     pair.close();
     Ok(())
 }

@@ -299,7 +299,8 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
 
 /// The sink server: accepts `conns` connections and receives on all at once; with
 /// `cycles` above 1 it does that `cycles` times on one listener, then prints one
-/// summary per sender stream.
+/// summary per sender stream. A failed connection (an `error` line with its `conn`)
+/// does not end the cycles; the app fails at the end with the first error.
 pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     if super::cycles() <= 1 {
         return sink_once(smc, c).await;
@@ -310,6 +311,7 @@ pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
         .strs("devices", &smc.device_kinds())
         .emit();
     let mut sums: BTreeMap<u32, CycleSum> = BTreeMap::new();
+    let mut first_error = None;
     for _ in 0..super::cycles() {
         let mut streams = Vec::new();
         for _ in 0..c.conns {
@@ -336,8 +338,20 @@ pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
                     as Pin<Box<dyn Future<Output = Result<(u32, CycleSum), AppError>>>>
             })
             .collect();
-        for result in join_all(tasks).await {
-            let (stream, one) = result?;
+        for (conn, result) in join_all(tasks).await.into_iter().enumerate() {
+            // One failed connection (a peer that died) does not stop the server: it is
+            // reported, the next cycle is served, and the app fails at the end.
+            let (stream, one) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    Report::new("error", c.name)
+                        .u64("conn", conn as u64)
+                        .display("error", &e)
+                        .emit();
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             let sum = sums.entry(stream).or_default();
             sum.cycles += one.cycles;
             sum.smcd += one.smcd;
@@ -349,7 +363,7 @@ pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     for (stream, sum) in &sums {
         sum.emit(&c, *stream, "sink");
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The sink server for one round: accepts `conns` connections and receives on all at
