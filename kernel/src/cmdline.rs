@@ -18,6 +18,7 @@
 //! | `spin`  | µs a blocked SMC reader/writer polls before sleeping | `0` |
 //! | `chunk` | bytes per write of the stream apps, `K`/`M` suffix | none |
 //! | `cycles` | integer ≥ 1: sequential connections per `conns` slot (stream, sink) | `1` |
+//! | `abort` | bytes (`K`/`M` suffix): the stream client aborts each connection after them | none |
 //! | `test`  | test image name (set by `qemu-run.sh runner`; checked, ignored) | none |
 
 use core::fmt;
@@ -84,6 +85,8 @@ pub struct Config {
     pub chunk: Option<u64>,
     /// Sequential connect/transfer/close cycles of the stream apps (`cycles=`).
     pub cycles: u32,
+    /// The stream client aborts each connection after this many bytes (`abort=`).
+    pub abort_after: Option<u64>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             spin_us: 0,
             chunk: None,
             cycles: 1,
+            abort_after: None,
         }
     }
 }
@@ -139,9 +143,9 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test", "spin", "chunk",
-    "cycles",
+    "cycles", "abort",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
@@ -203,6 +207,7 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
                     .filter(|n| *n >= 1)
                     .ok_or(bad("must be between 1 and 4294967295"))?;
             }
+            "abort" => config.abort_after = Some(parse_size(value).map_err(bad)?),
             _ => unreachable!("every entry of KEYS is handled"),
         }
     }

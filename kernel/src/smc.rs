@@ -1092,6 +1092,19 @@ impl SmcStream {
         r.map_err(SmcError::Socket)
     }
 
+    /// Aborts the connection at once (SMC-D: the abort CDC, our DMB given back; the peer
+    /// reads `ConnectionReset` and counts an abort). Unread and unsent data are dropped.
+    /// A TCP-fallback socket is closed as by [`SmcStream::close`].
+    ///
+    /// # Errors
+    /// The socket's error (the socket is released anyway).
+    pub fn abort(mut self) -> Result<(), SmcError> {
+        self.closed = true;
+        let r = self.smc.stack.borrow_mut().abort(self.handle, now());
+        self.smc.kick();
+        r.map_err(SmcError::Socket)
+    }
+
     /// Reads until `buf` is full or end of stream; returns the bytes read.
     ///
     /// # Errors

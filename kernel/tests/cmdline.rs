@@ -49,6 +49,7 @@ fn boot_command_line_parses() {
             spin_us: 0,
             chunk: None,
             cycles: 1,
+            abort_after: None,
         }
     );
 }
@@ -94,6 +95,10 @@ fn every_key_parses() {
     assert_eq!((c.conns, c.port, c.count), (1, Some(65535), Some(0)));
     assert_eq!(cmdline::parse("cycles=1000").unwrap().cycles, 1000);
     assert_eq!(Config::default().cycles, 1);
+    assert_eq!(
+        cmdline::parse("abort=64K").unwrap().abort_after,
+        Some(64 << 10)
+    );
     // The runner's marker on test images is accepted and does not change the config.
     assert_eq!(
         cmdline::parse("test=net_loop-2 port=7"),
@@ -188,6 +193,7 @@ fn errors_name_the_key_and_value() {
         err("smc=yes"),
         "malformed value for 'smc': 'yes': expected on or off"
     );
+    assert!(err("abort=lots").starts_with("malformed value for 'abort': 'lots'"));
     assert_eq!(
         err("cycles=0"),
         "malformed value for 'cycles': '0': must be between 1 and 4294967295"

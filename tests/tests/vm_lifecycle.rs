@@ -189,6 +189,66 @@ fn a_new_vm_joins_after_peer_death() -> Result<()> {
     Ok(())
 }
 
+/// An application abort mid-stream: vm0 writes 1 MiB of a 64 MiB stream over SMC-D,
+/// then aborts the connection (`abort=`, `SmcStream::abort`). The sink on vm1 reads
+/// `ConnectionReset` (its `error` line), both stacks count the abort, the link group
+/// stays up (an abort ends one connection, not the link group), and neither side has a
+/// DMB in use afterwards. (End of stream after an orderly close, after the remaining
+/// data: every stream test here, and `close_and_eof_semantics` in
+/// `kernel/tests/smc_loopback.rs`.)
+#[test]
+fn abort_mid_stream_resets_the_peer() -> Result<()> {
+    let mut cfg = PairConfig::new(
+        "app=stream port=7970 size=64M abort=1M",
+        "app=sink port=7970 size=64M",
+    );
+    cfg.allow_errors = true;
+    let Some(pair) = Pair::start("abort", &cfg)? else {
+        return Ok(());
+    };
+    let t = Duration::from_secs(120);
+    let conn = pair.wait_for(1, "sink conn line", t, |v| is_event(v, "conn"))?;
+    ensure(field_str(&conn, "transport")? == "smcd", || {
+        format!("not over SMC-D: {conn}")
+    })?;
+    let aborted = pair.wait_event(0, "aborted", t)?;
+    ensure(field_u64(&aborted, "bytes")? == 1 << 20, || {
+        format!("aborted after: {aborted}")
+    })?;
+    let error = pair.wait_for(1, "the sink's error line", t, |v| is_event(v, "error"))?;
+    ensure(
+        field_str(&error, "error")?.contains("ConnectionReset"),
+        || format!("the sink did not read a reset: {error}"),
+    )?;
+    for vm in [0, 1] {
+        let c = pair.wait_event(vm, "counters", t)?;
+        ensure(stack_counter(&c, "aborts")? == 1, || {
+            format!("vm{vm}: one abort expected: {c}")
+        })?;
+        ensure(stack_counter(&c, "link_groups_terminated")? == 0, || {
+            format!("vm{vm}: the abort terminated the link group: {c}")
+        })?;
+        let registered = stack_counter(&c, "dmbs_registered")?;
+        let freed = stack_counter(&c, "dmbs_freed")?;
+        let pooled = field_u64(&c, "dmbs_pooled")?;
+        ensure(
+            field_u64(&c, "dmbs_in_use")? == 0 && registered == freed + pooled,
+            || format!("vm{vm}: DMBs left: {c}"),
+        )?;
+    }
+    let client_done = pair.wait_event(0, "done", t)?;
+    ensure(client_done["ok"] == true, || {
+        format!("the aborting client failed: {client_done}")
+    })?;
+    let sink_done = pair.wait_event(1, "done", t)?;
+    ensure(sink_done["ok"] == false, || {
+        format!("the sink cannot have succeeded: {sink_done}")
+    })?;
+    println!("abort: sink read {error}");
+    pair.close();
+    Ok(())
+}
+
 /// (g) SMC-D loopback inside one VM: client and server in one image (two NICs on one QEMU
 /// hub) pick the loopback ISM; four connections of 8 MiB, hashes equal on both ends.
 #[test]

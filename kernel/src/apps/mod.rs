@@ -46,6 +46,7 @@
 //! | `size=` | pingpong: message bytes (default 64); stream/sink/loopback: bytes per connection (default 16M) | |
 //! | `chunk=` | bytes per write (default 64K) | stream, loopback |
 //! | `cycles=N` | each of the `conns` slots connects, transfers `size` bytes and closes N times in sequence (default 1); the sink serves `conns` × N connections. Back-pressure: the next cycle waits (at most 30 s) for 4 MiB of free heap — the client before connecting, the sink before its close (closed TCP sockets keep their buffers through TIME-WAIT) | stream, sink |
+//! | `abort=` | bytes: the stream client writes that many bytes (at most `size`) on each connection, then aborts it and prints `{"event":"aborted","app":"stream","conn":0,"bytes":..}` instead of a result line (the sink reads `ConnectionReset`) | stream |
 //! | `spin=µs` | adaptive polling budget before sleeping (default 0) | all |
 //!
 //! # Serial output: one JSON object per line
@@ -99,7 +100,7 @@ use core::fmt;
 use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::task::Poll;
 use core::time::Duration;
 
@@ -166,6 +167,14 @@ static CYCLES: AtomicU32 = AtomicU32::new(1);
 /// (`cycles=`; at least 1).
 pub fn cycles() -> u32 {
     CYCLES.load(Ordering::Relaxed).max(1)
+}
+
+/// `abort=` of the command line [`run`] started the app with (`u64::MAX`: none).
+static ABORT_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Bytes after which the stream client aborts each connection (`abort=`), if set.
+pub fn abort_after() -> Option<u64> {
+    Some(ABORT_AFTER.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
 }
 
 /// Why an app failed.
@@ -324,6 +333,7 @@ pub fn run(c: &cmdline::Config) -> ! {
                 Ok(smc) => {
                     let config = AppConfig::from_cmdline(entry.name, c);
                     CYCLES.store(c.cycles, Ordering::Relaxed);
+                    ABORT_AFTER.store(c.abort_after.unwrap_or(u64::MAX), Ordering::Relaxed);
                     log::info!("app {}: {}", entry.name, entry.help);
                     let result = executor::block_on((entry.run)(smc, config));
                     let result = match result {

@@ -233,6 +233,26 @@ async fn receive_conn(
     })
 }
 
+/// Writes the first `limit` bytes (at most `size`) of the pattern of `conn` (`abort=`);
+/// returns how many.
+async fn abort_midway(
+    c: &AppConfig,
+    conn: u32,
+    s: &mut SmcStream,
+    limit: u64,
+) -> Result<u64, AppError> {
+    let total = limit.min(stream_size(c));
+    let mut buf = vec![0u8; 64 << 10];
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(buf.len() as u64) as usize;
+        fill_pattern(conn, sent, &mut buf[..n]);
+        write_all(s, &buf[..n]).await?;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
 /// Bound of one wait for heap between cycles (TIME-WAIT is 10 s).
 const CYCLE_HEAP_WAIT: Duration = Duration::from_secs(30);
 
@@ -275,6 +295,16 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     let tasks: Vec<AppFuture> = (0..c.conns)
         .map(|i| {
             Box::pin(async move {
+                if let Some(limit) = super::abort_after() {
+                    let mut s = super::connect_reported(smc, &c, peer, i).await?;
+                    let n = abort_midway(&c, i, &mut s, limit).await?;
+                    s.abort()?;
+                    Report::new("aborted", c.name)
+                        .u64("conn", u64::from(i))
+                        .u64("bytes", n)
+                        .emit();
+                    return Ok(());
+                }
                 if super::cycles() <= 1 {
                     let mut s = super::connect_reported(smc, &c, peer, i).await?;
                     send(smc, &c, i, &mut s).await?;
