@@ -653,8 +653,10 @@ pub fn field_str<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
 // `ready` (a server listens), `conn` (a handshake is over: `transport` "smcd"/"tcp",
 // `device`, `reason`, `by_peer`), `result` (per connection: `bytes`, `hash`, `mismatches`,
 // `stats` {`bytes_tx`, `cdcs_tx`, `clc_bytes_tx`, ...}, `tcp_bytes_tx`/`_rx`; pingpong:
-// `p50_ns`...), `counters` (`stack` = the smcd global counters), `error`, and `done`
-// (`ok`, `errors`) as the last line of an app.
+// `p50_ns`...), `cycles` (`cycles=` summary per slot: `cycles`, `smcd`, `bytes`, `hash`,
+// `mismatches`), `aborted` (`abort=`: `bytes` written before the abort), `counters`
+// (`stack` = the smcd global counters; `link_groups`, `dmbs_in_use`, `dmbs_pooled`),
+// `error`, and `done` (`ok`, `errors`) as the last line of an app.
 
 /// Whether `v` is a line of this event.
 pub fn is_event(v: &Value, event: &str) -> bool {
