@@ -87,6 +87,9 @@ pub struct Config {
     pub cycles: u32,
     /// The stream client aborts each connection after this many bytes (`abort=`).
     pub abort_after: Option<u64>,
+    /// User-defined EID offered for SMC-Dv2 instead of the built-in one (`ueid=`); peers
+    /// with no common EID decline and fall back to TCP (protocol-reference §2.5).
+    pub ueid: Option<smcd::wire::clc::Eid>,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             chunk: None,
             cycles: 1,
             abort_after: None,
+            ueid: None,
         }
     }
 }
@@ -143,9 +147,9 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test", "spin", "chunk",
-    "cycles", "abort",
+    "cycles", "abort", "ueid",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
@@ -208,6 +212,12 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
                     .ok_or(bad("must be between 1 and 4294967295"))?;
             }
             "abort" => config.abort_after = Some(parse_size(value).map_err(bad)?),
+            "ueid" => {
+                // UEID rules of Linux `smc_clc_ueid_valid` (protocol-reference §2.5).
+                config.ueid = Some(smcd::wire::clc::Eid::ueid(value).map_err(|_| {
+                    bad("not a valid UEID (1-32 of A-Z 0-9 . -, first a letter or digit)")
+                })?)
+            }
             _ => unreachable!("every entry of KEYS is handled"),
         }
     }

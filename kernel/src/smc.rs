@@ -435,6 +435,8 @@ pub struct SmcConfig {
     pub ivshmem: bool,
     /// Add the loopback device.
     pub loopback: bool,
+    /// The UEID to offer instead of [`UEID`] (`ueid=` on the command line).
+    pub ueid: Option<Eid>,
 }
 
 impl Default for SmcConfig {
@@ -445,6 +447,7 @@ impl Default for SmcConfig {
             dmb_len: smcd::socket::DEFAULT_DMB_LEN,
             ivshmem: true,
             loopback: true,
+            ueid: None,
         }
     }
 }
@@ -583,7 +586,10 @@ pub fn init(
     }
     let address = first.address();
     let mut local = LocalConfig {
-        ueids: alloc::vec![Eid::ueid(UEID).map_err(|_| SmcError::Config("invalid UEID"))?],
+        ueids: alloc::vec![match config.ueid {
+            Some(eid) => eid,
+            None => Eid::ueid(UEID).map_err(|_| SmcError::Config("invalid UEID"))?,
+        }],
         ..LocalConfig::default()
     };
     local.ip.ipv4 = Some(ClcIpv4Cidr {

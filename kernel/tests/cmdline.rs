@@ -50,6 +50,7 @@ fn boot_command_line_parses() {
             chunk: None,
             cycles: 1,
             abort_after: None,
+            ueid: None,
         }
     );
 }
@@ -99,6 +100,18 @@ fn every_key_parses() {
         cmdline::parse("abort=64K").unwrap().abort_after,
         Some(64 << 10)
     );
+    assert_eq!(
+        cmdline::parse("ueid=SMCD-OTHER.1").unwrap().ueid,
+        Some(smcd::wire::clc::Eid::ueid("SMCD-OTHER.1").unwrap())
+    );
+    for bad in [
+        "ueid=lower",
+        "ueid=-LEADING",
+        "ueid=THIRTY-THREE-CHARACTERS-LONG-UEID",
+    ] {
+        let e = cmdline::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("not a valid UEID"), "{bad}: {e}");
+    }
     // The runner's marker on test images is accepted and does not change the config.
     assert_eq!(
         cmdline::parse("test=net_loop-2 port=7"),

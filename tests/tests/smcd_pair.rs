@@ -156,17 +156,54 @@ fn fallback_client_without_smc_is_plain_tcp() -> Result<()> {
 /// connection, byte-exact.
 #[test]
 fn fallback_server_without_ivshmem_declines() -> Result<()> {
-    let size = 2 * MIB;
-    let Some(run) = stream_run(
+    declined_stream_works(
         "fallback_no_ivshmem",
+        "port=7300",
+        "",
+        |c| c.no_ivshmem_vm1 = true,
+        "0x03030007",
+    )
+}
+
+/// (b) The two VMs offer different UEIDs: the server finds a device but no common EID and
+/// declines (`0x03030001`, as `smcd::negotiate::server_select` maps it), and the stream
+/// works over the same TCP connection, byte-exact.
+#[test]
+fn fallback_eid_mismatch_declines() -> Result<()> {
+    declined_stream_works(
+        "fallback_eid_mismatch",
+        "port=7310 ueid=SMCD-CLIENT-ONLY",
+        "ueid=SMCD-SERVER-ONLY",
+        |_| {},
+        "0x03030001",
+    )
+}
+
+/// Streams 2 MiB vm0 → vm1 where the server declines SMC-D with `code`: checks the stream is
+/// byte-exact over TCP, both sides report the same reason, a CLC exchange happened before
+/// the Decline, and the Decline came from the server.
+fn declined_stream_works(
+    name: &str,
+    sender_args: &str,
+    receiver_extra: &str,
+    tweak: impl FnOnce(&mut PairConfig),
+    code: &str,
+) -> Result<()> {
+    let size = 2 * MIB;
+    let port = sender_args
+        .split_whitespace()
+        .find(|a| a.starts_with("port="))
+        .expect("sender_args names the port");
+    let Some(run) = stream_run(
+        name,
         &StreamSpec {
             dir: Direction::Vm0ToVm1,
-            sender_args: format!("port=7300 size={size}"),
-            receiver_args: "port=7300".to_string(),
+            sender_args: format!("{sender_args} size={size}"),
+            receiver_args: format!("{port} {receiver_extra}"),
             conns: 1,
             timeout: Duration::from_secs(180),
         },
-        |c| c.no_ivshmem_vm1 = true,
+        tweak,
         |_| Ok(()),
     )?
     else {
@@ -177,8 +214,8 @@ fn fallback_server_without_ivshmem_declines() -> Result<()> {
         ensure(field_str(v, "transport")? == "tcp", || {
             format!("not TCP: {v}")
         })?;
-        ensure(field_str(v, "reason")? == "0x03030007", || {
-            format!("wrong decline code: {v}")
+        ensure(field_str(v, "reason")? == code, || {
+            format!("wrong decline code (want {code}): {v}")
         })?;
         ensure(
             stat(v, "clc_bytes_tx")? + stat(v, "clc_bytes_rx")? > 0,

@@ -306,6 +306,7 @@ pub fn bring_up(entry: &AppEntry, c: &cmdline::Config) -> Result<&'static Smc, A
     let config = SmcConfig {
         smc: c.smc,
         spin: Duration::from_micros(c.spin_us),
+        ueid: c.ueid,
         ..SmcConfig::default()
     };
     Ok(smc::init(&interfaces, config)?)
