@@ -227,6 +227,21 @@ impl core::fmt::Debug for HeapMemory {
     }
 }
 
+impl HeapMemory {
+    /// Atomically replaces the 8-byte-aligned word at `offset` with `f(old)` and returns
+    /// `old` (native byte order). The lock makes the read-modify-write indivisible with
+    /// respect to every other access; fakes build `fetch_or`/`swap` on it.
+    pub fn update_u64(&self, offset: usize, f: impl FnOnce(u64) -> u64) -> Result<u64, ShmError> {
+        let mut bytes = self.bytes.lock();
+        check_u64(offset, bytes.len())?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[offset..offset + 8]);
+        let old = u64::from_ne_bytes(word);
+        bytes[offset..offset + 8].copy_from_slice(&f(old).to_ne_bytes());
+        Ok(old)
+    }
+}
+
 impl SharedMemory for HeapMemory {
     fn len(&self) -> usize {
         self.len
@@ -299,6 +314,13 @@ mod tests {
         );
         assert_eq!(m.store_u64(56, 0xdead_beef, Ordering::Release), Ok(()));
         assert_eq!(m.load_u64(56, Ordering::Acquire), Ok(0xdead_beef));
+        assert_eq!(m.update_u64(56, |w| w | 0x1_0000_0000), Ok(0xdead_beef));
+        assert_eq!(m.load_u64(56, Ordering::Acquire), Ok(0x1_dead_beef));
+        assert_eq!(
+            m.update_u64(60, |w| w),
+            Err(ShmError::Misaligned { offset: 60 })
+        );
+        assert!(m.update_u64(64, |w| w).is_err(), "word past the end");
     }
 
     #[test]

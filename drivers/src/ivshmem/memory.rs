@@ -6,12 +6,11 @@
 //! [`FakeRegion`] the host fake shared by several simulated guests in one process, and
 //! [`Window`] a bounds-checked sub-range of either, which is what a DMB handle is.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use smcd::shm::{check_range, check_u64, SharedMemory, ShmError};
+use smcd::shm::{check_range, check_u64, HeapMemory, SharedMemory, ShmError};
 
 /// Atomic read-modify-write on 64-bit words of a shared region, which the signal
 /// bitmaps need on top of [`SharedMemory`]'s loads and stores (architecture.md
@@ -180,74 +179,56 @@ impl AtomicMemory for Bar2Memory {
 }
 
 /// Host fake of a whole ivshmem region, shared (by cloning) between several simulated
-/// guests in one process. Stricter than the hardware in one way: every access, byte or
-/// word, takes one lock, so the tests see a sequentially consistent region.
+/// guests in one process: a handle to one [`HeapMemory`]. Stricter than the hardware in one
+/// way: every access, byte or word, takes that buffer's one lock, so the tests see a
+/// sequentially consistent region.
 #[derive(Clone)]
 pub struct FakeRegion {
-    bytes: Arc<spin::Mutex<Box<[u8]>>>,
+    memory: Arc<HeapMemory>,
 }
 
 impl FakeRegion {
     /// A zeroed region of `len` bytes.
     pub fn new(len: usize) -> Self {
         FakeRegion {
-            bytes: Arc::new(spin::Mutex::new(alloc::vec![0u8; len].into_boxed_slice())),
+            memory: Arc::new(HeapMemory::new(len)),
         }
-    }
-
-    fn rmw(&self, offset: usize, f: impl FnOnce(u64) -> u64) -> Result<u64, ShmError> {
-        let mut bytes = self.bytes.lock();
-        check_u64(offset, bytes.len())?;
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[offset..offset + 8]);
-        let old = u64::from_ne_bytes(w);
-        bytes[offset..offset + 8].copy_from_slice(&f(old).to_ne_bytes());
-        Ok(old)
     }
 }
 
 impl SharedMemory for FakeRegion {
     fn len(&self) -> usize {
-        self.bytes.lock().len()
+        self.memory.len()
     }
 
     fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
-        let bytes = self.bytes.lock();
-        check_range(offset, buf.len(), bytes.len())?;
-        buf.copy_from_slice(&bytes[offset..offset + buf.len()]);
-        Ok(())
+        self.memory.read(offset, buf)
     }
 
     fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
-        let mut bytes = self.bytes.lock();
-        check_range(offset, data.len(), bytes.len())?;
-        bytes[offset..offset + data.len()].copy_from_slice(data);
-        Ok(())
+        self.memory.write(offset, data)
     }
 
     fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), ShmError> {
-        let mut bytes = self.bytes.lock();
-        check_range(offset, len, bytes.len())?;
-        bytes[offset..offset + len].fill(value);
-        Ok(())
+        self.memory.fill(offset, len, value)
     }
 
-    fn load_u64(&self, offset: usize, _order: Ordering) -> Result<u64, ShmError> {
-        self.rmw(offset, |w| w)
+    fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64, ShmError> {
+        self.memory.load_u64(offset, order)
     }
 
-    fn store_u64(&self, offset: usize, value: u64, _order: Ordering) -> Result<(), ShmError> {
-        self.rmw(offset, |_| value).map(|_| ())
+    fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<(), ShmError> {
+        self.memory.store_u64(offset, value, order)
     }
 }
 
 impl AtomicMemory for FakeRegion {
     fn fetch_or_u64(&self, offset: usize, bits: u64, _order: Ordering) -> Result<u64, ShmError> {
-        self.rmw(offset, |w| w | bits)
+        self.memory.update_u64(offset, |w| w | bits)
     }
 
     fn swap_u64(&self, offset: usize, value: u64, _order: Ordering) -> Result<u64, ShmError> {
-        self.rmw(offset, |_| value)
+        self.memory.update_u64(offset, |_| value)
     }
 }
 
