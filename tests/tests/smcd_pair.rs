@@ -32,31 +32,7 @@ fn smcd_64mib_each_way_through_the_dmbs() -> Result<()> {
                 timeout: Duration::from_secs(240),
             },
             |c| c.pcap = true,
-            |pair| {
-                // On the wire: the link carried the CLC handshake and nothing else.
-                let segments = tcp_payloads(&pair.out_dir().join("link.pcap"))?;
-                let on_wire: usize = segments.iter().map(Vec::len).sum();
-                // Every connection's CLC bytes, as vm0 counted them.
-                let results: Vec<_> = pair
-                    .lines()
-                    .iter()
-                    .filter(|l| l.source == Source::Vm(0))
-                    .filter_map(|l| l.json().filter(|v| is_event(v, "result")))
-                    .collect();
-                ensure(!results.is_empty(), || {
-                    "no result line from vm0".to_string()
-                })?;
-                let mut clc = 0;
-                for v in &results {
-                    clc += stat(v, "clc_bytes_tx")? + stat(v, "clc_bytes_rx")?;
-                }
-                ensure(on_wire as u64 == clc, || {
-                    format!("{on_wire} TCP payload bytes on the link, CLC bytes {clc}")
-                })?;
-                ensure(segments.iter().all(|s| starts_with_clc(s)), || {
-                    "a TCP segment on the link is not a CLC message".to_string()
-                })
-            },
+            link_carried_only_clc,
         )?
         else {
             return Ok(());
@@ -256,31 +232,7 @@ fn concurrent_connections_each_way() -> Result<()> {
                 timeout: Duration::from_secs(240),
             },
             |c| c.pcap = true,
-            |pair| {
-                // On the wire: the link carried the CLC handshake and nothing else.
-                let segments = tcp_payloads(&pair.out_dir().join("link.pcap"))?;
-                let on_wire: usize = segments.iter().map(Vec::len).sum();
-                // Every connection's CLC bytes, as vm0 counted them.
-                let results: Vec<_> = pair
-                    .lines()
-                    .iter()
-                    .filter(|l| l.source == Source::Vm(0))
-                    .filter_map(|l| l.json().filter(|v| is_event(v, "result")))
-                    .collect();
-                ensure(!results.is_empty(), || {
-                    "no result line from vm0".to_string()
-                })?;
-                let mut clc = 0;
-                for v in &results {
-                    clc += stat(v, "clc_bytes_tx")? + stat(v, "clc_bytes_rx")?;
-                }
-                ensure(on_wire as u64 == clc, || {
-                    format!("{on_wire} TCP payload bytes on the link, CLC bytes {clc}")
-                })?;
-                ensure(segments.iter().all(|s| starts_with_clc(s)), || {
-                    "a TCP segment on the link is not a CLC message".to_string()
-                })
-            },
+            link_carried_only_clc,
         )?
         else {
             return Ok(());
@@ -354,4 +306,31 @@ fn pingpong_over_smcd_echoes_every_message() -> Result<()> {
         ensure(done["ok"] == true, || format!("vm{vm} failed: {done}"))?;
     }
     pair.finish(Duration::from_secs(30))
+}
+
+/// On the wire the link carried the CLC handshakes and nothing else: the TCP payload in the
+/// link's pcap equals the CLC bytes vm0 counted over all its connections, and every segment
+/// starts a CLC message.
+fn link_carried_only_clc(pair: &Pair) -> Result<()> {
+    let segments = tcp_payloads(&pair.out_dir().join("link.pcap"))?;
+    let on_wire: usize = segments.iter().map(Vec::len).sum();
+    let results: Vec<_> = pair
+        .lines()
+        .iter()
+        .filter(|l| l.source == Source::Vm(0))
+        .filter_map(|l| l.json().filter(|v| is_event(v, "result")))
+        .collect();
+    ensure(!results.is_empty(), || {
+        "no result line from vm0".to_string()
+    })?;
+    let mut clc = 0;
+    for v in &results {
+        clc += stat(v, "clc_bytes_tx")? + stat(v, "clc_bytes_rx")?;
+    }
+    ensure(on_wire as u64 == clc, || {
+        format!("{on_wire} TCP payload bytes on the link, CLC bytes {clc}")
+    })?;
+    ensure(segments.iter().all(|s| starts_with_clc(s)), || {
+        "a TCP segment on the link is not a CLC message".to_string()
+    })
 }
