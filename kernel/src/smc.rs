@@ -723,6 +723,14 @@ impl Smc {
         self.spin.set(spin);
     }
 
+    /// MSI-X interrupts of the ivshmem device so far: (control, DMB signal); zeros
+    /// without the device.
+    pub fn interrupts(&self) -> (u64, u64) {
+        self.irq
+            .as_ref()
+            .map_or((0, 0), |i| (i.control.count(), i.signal.count()))
+    }
+
     /// Counts of spinning and sleeping waiters so far.
     pub fn polling_stats(&self) -> PollingStats {
         self.polling.get()

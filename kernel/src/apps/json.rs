@@ -144,6 +144,8 @@ impl Report {
             .u64("spin_polls", p.spin_polls)
             .u64("spin_hits", p.spin_hits)
             .u64("sleeps", p.sleeps)
+            .u64("irq_control", smc.interrupts().0)
+            .u64("irq_signal", smc.interrupts().1)
             .u64("link_groups", groups)
             .u64("dmbs_in_use", in_use)
             .u64("dmbs_pooled", pooled)

@@ -75,7 +75,7 @@
 //!   sink sums per sender stream, so its line `conn` is the sender's stream number).
 //! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
 //! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
-//! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..}`
+//! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..,"irq_control":..,"irq_signal":..}`
 //!   — the stack-wide counters (handshakes, `fallbacks` by reason like
 //!   `"fallbacks":{"0x03010000":1}`, CDCs, DMBs...; smcd `GlobalCounters::write_json`),
 //!   the TCP bytes of all connections (CLC + fallback payload), adaptive polling, and
