@@ -14,6 +14,10 @@
 #   qemu-run.sh boot-time [image]          time from QEMU start to the first serial line
 #   qemu-run.sh pair [options]             two VMs: link + ivshmem (scripts/pair.sh; --help)
 #   qemu-run.sh demo                       SMC-D vs TCP ping-pong and stream, as a table
+#   qemu-run.sh bench [--quick] [--out DIR]
+#                                          issue-6 benchmark: SMC-D (interrupts, polling),
+#                                          TCP, loopback, floors; table, JSON, PNG
+#                                          (scripts/bench.sh; --help)
 #
 # Environment:
 #   QEMU_TIMEOUT   hard limit per QEMU run in seconds (default 60)
@@ -438,6 +442,8 @@ cmd_boot_time() {
 
 # shellcheck source=scripts/pair.sh
 source "$REPO_ROOT/scripts/pair.sh"
+# shellcheck source=scripts/bench.sh
+source "$REPO_ROOT/scripts/bench.sh"
 
 main() {
     local cmd="${1:-help}"
@@ -452,7 +458,8 @@ main() {
         boot-time) cmd_boot_time "$@" ;;
         pair) cmd_pair "$@" ;;
         demo) cmd_demo "$@" ;;
-        help|-h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+        bench) cmd_bench "$@" ;;
+        help|-h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
         *) die "unknown subcommand '$cmd' (try: qemu-run.sh help)" ;;
     esac
 }

@@ -5,9 +5,9 @@
 #
 # A pair is: our ivshmem-server (tools/ivshmem-server) on $OUT/ivshmem.sock, and two QEMUs
 # (TCG, -m 64M), each with a virtio-net NIC and an ivshmem-doorbell (vectors=2) on that
-# socket. The NICs are joined by a QEMU socket netdev on 127.0.0.1. The server VM (app=echo
-# or app=sink; else vm1) starts first and listens on the link; the client VM starts once
-# the server printed its `{"event":"ready"}` line, and connects. Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
+# socket. The NICs are joined by a QEMU socket netdev on 127.0.0.1. The server VM (app=echo,
+# app=sink or app=floor-server; else vm1) starts first and listens on the link; the client VM
+# starts once the server printed its `{"event":"ready"}` line, and connects. Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
 # Each VM's serial goes to $OUT/vmN.log and to stdout as `vmN| <line>`. Control lines of
 # the launcher go to stdout as `pair| <text>` (`pair| vmN pid P`, `pair| vmN exited S`,
 # `pair| done`); its diagnostics to stderr.
@@ -213,12 +213,12 @@ pair_run() {
     local started=$SECONDS
     pair_start_server "$region" "$max_peers" || return 2
 
-    # Start order: the server VM (app=echo/sink; else vm1) first; it also listens on the
+    # Start order: the server VM (app=echo/sink/floor-server; else vm1) first; it also listens on the
     # link. The client VM starts once the server printed `{"event":"ready"}` (apps do not
     # retry a refused connect), or, for other apps, its first serial line (by then its
     # QEMU listens on the link).
     local first=1 second=0
-    [[ " $vm0 " =~ \ app=(echo|sink)\  && ! " $vm1 " =~ \ app=(echo|sink)\  ]] && { first=0; second=1; }
+    [[ " $vm0 " =~ \ app=(echo|sink|floor-server)\  && ! " $vm1 " =~ \ app=(echo|sink|floor-server)\  ]] && { first=0; second=1; }
     local port dump=() netl=() netc=() net0=()
     PAIR_VM_ON=(1 1)
     [[ $only0 -eq 1 ]] && PAIR_VM_ON=(1 0)
@@ -246,7 +246,7 @@ pair_run() {
         pair_start_vm "$first" "${cmdl[first]}" "${ivsh[first]}" "${netl[@]}" \
             -device "virtio-net-pci,netdev=n0,mac=${mac[first]}" "${ldump[@]}"
         local st=0 re='.'
-        [[ " ${cmdl[first]} " =~ \ app=(echo|sink)\  ]] && re='"event" *: *"ready"'
+        [[ " ${cmdl[first]} " =~ \ app=(echo|sink|floor-server)\  ]] && re='"event" *: *"ready"'
         pair_wait_line "$PAIR_OUT/vm$first.log" "$re" "${PAIR_VM_PID[first]}" "$timeout_s" || st=$?
         if [[ $st -ne 0 ]]; then
             log "pair: vm$first not ready (status $st; waited for /$re/)"

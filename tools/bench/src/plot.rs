@@ -57,21 +57,22 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 pub fn draw(a: &Analysis, path: &Path) -> Result<(), String> {
     load_font()?;
     // The CDF series: (name, 101 percentiles in µs).
-    let mut cdfs: Vec<(String, &Vec<f64>)> = Vec::new();
-    for (id, name) in CONFIGS {
+    // Colours follow CONFIGS (the same in both panels); the floors take the last two.
+    let mut cdfs: Vec<(String, &Vec<f64>, RGBColor)> = Vec::new();
+    for (i, (id, name)) in CONFIGS.iter().enumerate() {
         if let Some(c) = a.pp(id, 14).and_then(|l| l.cdf.as_ref()) {
-            cdfs.push((name.to_string(), c));
+            cdfs.push((name.to_string(), c, COLORS[i]));
         }
     }
     if let Some(c) = a.floor_shm.as_ref().and_then(|l| l.cdf.as_ref()) {
-        cdfs.push(("floor: shm ping-pong".into(), c));
+        cdfs.push(("floor: shm ping-pong".into(), c, COLORS[4]));
     }
     if let Some(c) = a.floor_doorbell.as_ref().and_then(|l| l.cdf.as_ref()) {
-        cdfs.push(("floor: doorbell".into(), c));
+        cdfs.push(("floor: doorbell".into(), c, COLORS[5]));
     }
     let positive = cdfs
         .iter()
-        .flat_map(|(_, c)| c.iter().copied())
+        .flat_map(|(_, c, _)| c.iter().copied())
         .filter(|v| *v > 0.0);
     let (lo, hi) = positive.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if hi > 0.0 {
@@ -97,8 +98,8 @@ pub fn draw(a: &Analysis, path: &Path) -> Result<(), String> {
         .y_desc("percentile")
         .draw()
         .map_err(err)?;
-    for (i, (name, c)) in cdfs.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+    for (name, c, color) in &cdfs {
+        let color = *color;
         chart
             .draw_series(LineSeries::new(
                 c.iter()
@@ -153,7 +154,7 @@ pub fn draw(a: &Analysis, path: &Path) -> Result<(), String> {
         if pts.is_empty() {
             continue;
         }
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[i];
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(err)?
