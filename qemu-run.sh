@@ -340,6 +340,8 @@ cmd_test() {
     cargo test -p boot --lib
     log "failure path: deliberately failing in-guest tests must fail the runner with their report"
     cmd_selftest_failure
+    local bench_status=0
+    bench_quick_check || bench_status=1
     log "in-QEMU kernel tests: cargo test -p kernel --target $TARGET --no-fail-fast"
     local out status=0
     out="$(mktemp "${TMPDIR:-/tmp}/smcd-kernel-tests.XXXXXX")"
@@ -357,8 +359,34 @@ cmd_test() {
     if [[ $status -ne 0 && $failed -eq 0 ]]; then
         failed=1 # cargo failed before any image ran (build error)
     fi
+    [[ $bench_status -eq 0 ]] || { log "FAIL: bench --quick (see above)"; [[ $status -ne 0 ]] || status=1; }
     echo "kernel: $passed passed, $failed failed"
     return "$status"
+}
+
+# bench_quick_check: `bench --quick` into a temp dir must succeed (every run passed, every
+# required figure present) and leave table.md, results.json and a PNG bench.png.
+bench_quick_check() {
+    local dir status=0 f
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/smcd-bench-quick.XXXXXX")"
+    log "bench --quick (one pair boot per configuration and size) into $dir"
+    # A subshell: cmd_bench installs its own traps and may exit.
+    ("$REPO_ROOT/qemu-run.sh" bench --quick --out "$dir") || status=$?
+    for f in table.md results.json bench.png; do
+        [[ -s "$dir/$f" ]] || { log "FAIL bench --quick: $dir/$f not produced"; status=1; }
+    done
+    if [[ -s "$dir/bench.png" && "$(head -c 8 "$dir/bench.png" | od -An -tx1 | tr -d ' \n')" != 89504e470d0a1a0a ]]; then
+        log "FAIL bench --quick: $dir/bench.png is not a PNG"
+        status=1
+    fi
+    python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$dir/results.json" 2>/dev/null ||
+        { log "FAIL bench --quick: $dir/results.json is not JSON"; status=1; }
+    if [[ $status -ne 0 ]]; then
+        log "FAIL bench --quick (status $status; outputs kept in $dir)"
+        return 1
+    fi
+    log "bench --quick: ok (table.md, results.json, bench.png in $dir)"
+    rm -rf -- "$dir"
 }
 
 # selftest_one <test> <pattern>...: runs a `deliberate_*` test, which must fail, and checks
