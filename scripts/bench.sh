@@ -30,6 +30,7 @@ Environment (defaults full / quick):
   BENCH_STREAM_LOOP    bytes per loopback stream (64M / 4M)
   BENCH_SPIN           adaptive polling budget in µs for smcd-poll (50)
   BENCH_ONLY           space-separated configurations to run (default: all five)
+  BENCH_BUDGET         seconds for all runs (570 / 300); a run gets at most what is left
   QEMU_ACCEL           accelerator (default tcg)
 EOF
 }
@@ -66,10 +67,19 @@ bench_one() {
         [[ $prev == --vm1 ]] && vm1="$a"
         prev="$a"
     done
-    log "bench: $name (timeout ${timeout_s}s)"
     mkdir -p "$out/$name"
-    pair_run --out "$out/$name" --timeout "$timeout_s" "$@" >"$out/$name/pair.out" 2>"$out/$name/pair.err" ||
-        status=$?
+    # The whole bench has a time budget: a run gets at most what is left of it, and none
+    # starts with less than 15 s left (status 125: skipped, reported as a failed run).
+    local left=$((BENCH_DEADLINE - SECONDS))
+    ((timeout_s <= left)) || timeout_s=$left
+    if ((timeout_s < 15)); then
+        log "bench: $name skipped: the ${BENCH_BUDGET}s budget is spent"
+        status=125
+    else
+        log "bench: $name (timeout ${timeout_s}s)"
+        pair_run --out "$out/$name" --timeout "$timeout_s" "$@" >"$out/$name/pair.out" 2>"$out/$name/pair.err" ||
+            status=$?
+    fi
     [[ $status -eq 0 ]] || { log "bench: $name failed with status $status (logs: $out/$name)"; BENCH_FAILED=1; }
     bench_json "$out/$name/run.json" name="$name" config="$config" kind="$kind" "#param=$param" \
         "#status=$status" "#elapsed_s=$((SECONDS - started))" vm0="$vm0" vm1="$vm1"
@@ -83,6 +93,15 @@ bench_bytes() {
         *M) echo $((${v%M} << 20)) ;;
         *G) echo $((${v%G} << 30)) ;;
         *) echo "$v" ;;
+    esac
+}
+
+# bench_flags <config>: sets flags (both VMs' SMC keys) and bytes (stream length).
+bench_flags() {
+    case "$1" in
+        smcd-irq) flags="smc=on spin=0"; bytes=$s_smcd ;;
+        smcd-poll) flags="smc=on spin=$spin"; bytes=$s_smcd ;;
+        tcp) flags="smc=off"; bytes=$s_tcp ;;
     esac
 }
 
@@ -134,19 +153,19 @@ cmd_bench() {
     BENCH_FAILED=0
     # Bounded timeouts, generous for TCG: 60 s + 2 ms per round trip; streams 60 s + 1 s
     # per MiB (1 MB/s would be 20x slower than TCP measured so far).
+    BENCH_BUDGET="${BENCH_BUDGET:-$([[ $quick -eq 1 ]] && echo 300 || echo 570)}"
+    [[ "$BENCH_BUDGET" =~ ^[0-9]+$ ]] || { log "bench: BENCH_BUDGET must be seconds"; return 2; }
+    BENCH_DEADLINE=$((SECONDS + BENCH_BUDGET))
+    # Order: the short runs first (floors, streams), then the ping-pongs, TCP last, so one
+    # slow configuration cannot starve the others of the budget.
     local pp_t=$((60 + pp * 2 / 1000)) fl_t=$((60 + floor * 4 / 1000)) cfg flags size chunk bytes
+    if bench_want floor; then
+        bench_one "$out" floor floor 0 "$fl_t" \
+            --vm1 "app=floor-server" --vm0 "app=floor count=$floor"
+    fi
     for cfg in smcd-irq smcd-poll tcp; do
         bench_want "$cfg" || continue
-        case "$cfg" in
-            smcd-irq) flags="smc=on spin=0"; bytes=$s_smcd ;;
-            smcd-poll) flags="smc=on spin=$spin"; bytes=$s_smcd ;;
-            tcp) flags="smc=off"; bytes=$s_tcp ;;
-        esac
-        for size in 14 1024 16384; do
-            bench_one "$out" "$cfg" pingpong "$size" "$pp_t" \
-                --vm1 "app=echo port=7000 $flags" --wait-vm0-only \
-                --vm0 "app=pingpong port=7000 $flags count=$pp size=$size"
-        done
+        bench_flags "$cfg"
         for chunk in 1024 65536 1048576; do
             bench_one "$out" "$cfg" stream "$chunk" $((60 + (bytes >> 20))) \
                 --vm1 "app=sink port=7001 $flags verify=sample" \
@@ -159,16 +178,21 @@ cmd_bench() {
                 --only-vm0 --vm0 "app=loopback port=7002 smc=on size=$s_loop chunk=$chunk verify=sample"
         done
     fi
-    if bench_want floor; then
-        bench_one "$out" floor floor 0 "$fl_t" \
-            --vm1 "app=floor-server" --vm0 "app=floor count=$floor"
-    fi
+    for cfg in smcd-irq smcd-poll tcp; do
+        bench_want "$cfg" || continue
+        bench_flags "$cfg"
+        for size in 14 1024 16384; do
+            bench_one "$out" "$cfg" pingpong "$size" "$pp_t" \
+                --vm1 "app=echo port=7000 $flags" --wait-vm0-only \
+                --vm0 "app=pingpong port=7000 $flags count=$pp size=$size"
+        done
+    done
     local elapsed=$((SECONDS - started)) commit dirty=false
     commit="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     [[ -z "$(cd "$REPO_ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ]] || dirty=true
     bench_json "$out/meta.json" commit="$commit" "@dirty=$dirty" date="$(date -u +%FT%TZ)" \
         accel="$QEMU_ACCEL" qemu="$("$QEMU_BIN" --version | head -n1)" loadavg="$loadavg" \
-        mode="$([[ $quick -eq 1 ]] && echo quick || echo full)" "#elapsed_s=$elapsed" \
+        mode="$([[ $quick -eq 1 ]] && echo quick || echo full)" "#elapsed_s=$elapsed" "#budget_s=$BENCH_BUDGET" \
         "@counts={\"pingpong_round_trips\":$pp,\"floor_round_trips\":$floor,\"stream_bytes_smcd\":$s_smcd,\"stream_bytes_tcp\":$s_tcp,\"stream_bytes_loopback\":$s_loop,\"spin_us\":$spin}"
     local status=0
     "$bench_bin" report "$out" || status=$?
