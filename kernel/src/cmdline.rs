@@ -8,7 +8,7 @@
 //! |---------|-----------------------------------------|---------|
 //! | `ip`    | IPv4 address with prefix, `10.0.0.1/24` | none    |
 //! | `peer`  | IPv4 address                            | none    |
-//! | `app`   | `echo` `pingpong` `stream` `sink` `loopback` `selftest` | none |
+//! | `app`   | `echo` `pingpong` `stream` `sink` `loopback` `floor` `floor-server` `selftest` | none |
 //! | `size`  | bytes, optional `K`/`M`/`G` suffix (×1024ⁿ) | none |
 //! | `count` | unsigned integer                        | none    |
 //! | `smc`   | `on` / `off`                            | `on`    |
@@ -19,6 +19,9 @@
 //! | `chunk` | bytes per write of the stream apps, `K`/`M` suffix | none |
 //! | `cycles` | integer ≥ 1: sequential connections per `conns` slot (stream, sink) | `1` |
 //! | `abort` | bytes (`K`/`M` suffix): the stream client aborts each connection after them | none |
+//! | `warmup` | round trips before the measured ones (pingpong, floor) | none (app default) |
+//! | `verify` | `full` (every byte) / `sample` (the offset words at 4 KiB steps) | `full` |
+//! | `dmb`   | own DMB length in bytes, a power of two 16K..=1M (`K`/`M` suffix) | none (stack default) |
 //! | `test`  | test image name (set by `qemu-run.sh runner`; checked, ignored) | none |
 
 use core::fmt;
@@ -54,9 +57,28 @@ pub enum App {
     Sink,
     /// Stream client and sink server in one image over SMC-D loopback.
     Loopback,
+    /// Floor measurements, initiator (raw ivshmem, no network).
+    Floor,
+    /// Floor measurements, responder.
+    FloorServer,
     /// Built-in self test.
     Selftest,
 }
+
+/// How the stream apps check the received bytes (`verify=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Every byte against the pattern, plus an FNV-1a hash of the stream.
+    #[default]
+    Full,
+    /// Only the 8-byte stream-offset stamps at every 4 KiB-aligned stream offset.
+    Sample,
+}
+
+/// Smallest `dmb=`.
+pub const MIN_DMB_LEN: usize = 16 << 10;
+/// Largest `dmb=`.
+pub const MAX_DMB_LEN: usize = 1 << 20;
 
 /// The parsed command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +112,12 @@ pub struct Config {
     /// User-defined EID offered for SMC-Dv2 instead of the built-in one (`ueid=`); peers
     /// with no common EID decline and fall back to TCP (protocol-reference §2.5).
     pub ueid: Option<smcd::wire::clc::Eid>,
+    /// Unmeasured round trips before the measured ones (`warmup=`).
+    pub warmup: Option<u64>,
+    /// How the stream apps check received bytes (`verify=`).
+    pub verify: Verify,
+    /// Own DMB length (`dmb=`), a power of two in [`MIN_DMB_LEN`]..=[`MAX_DMB_LEN`].
+    pub dmb_len: Option<usize>,
 }
 
 impl Default for Config {
@@ -109,6 +137,9 @@ impl Default for Config {
             cycles: 1,
             abort_after: None,
             ueid: None,
+            warmup: None,
+            verify: Verify::Full,
+            dmb_len: None,
         }
     }
 }
@@ -147,15 +178,15 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Keys, in the order of the `seen` bit set used to reject duplicates.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 18] = [
     "ip", "peer", "app", "size", "count", "smc", "conns", "log", "port", "test", "spin", "chunk",
-    "cycles", "abort", "ueid",
+    "cycles", "abort", "ueid", "warmup", "verify", "dmb",
 ];
 
 /// Parses a whole command line. Empty input gives [`Config::default`].
 pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
     let mut config = Config::default();
-    let mut seen: u16 = 0;
+    let mut seen: u32 = 0;
     for token in line.split_ascii_whitespace() {
         let (key, value) = token
             .split_once('=')
@@ -218,6 +249,23 @@ pub fn parse(line: &str) -> Result<Config, CmdlineError<'_>> {
                     bad("not a valid UEID (1-32 of A-Z 0-9 . -, first a letter or digit)")
                 })?)
             }
+            "warmup" => config.warmup = Some(parse_u64(value).map_err(bad)?),
+            "verify" => {
+                config.verify = match value {
+                    "full" => Verify::Full,
+                    "sample" => Verify::Sample,
+                    _ => return Err(bad("expected full or sample")),
+                }
+            }
+            "dmb" => {
+                let n = parse_size(value).map_err(bad)?;
+                config.dmb_len = Some(
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|n| n.is_power_of_two() && (MIN_DMB_LEN..=MAX_DMB_LEN).contains(n))
+                        .ok_or(bad("must be a power of two from 16K to 1M"))?,
+                );
+            }
             _ => unreachable!("every entry of KEYS is handled"),
         }
     }
@@ -260,8 +308,14 @@ fn parse_app(s: &str) -> Result<App, &'static str> {
         "stream" => App::Stream,
         "sink" => App::Sink,
         "loopback" => App::Loopback,
+        "floor" => App::Floor,
+        "floor-server" => App::FloorServer,
         "selftest" => App::Selftest,
-        _ => return Err("expected echo, pingpong, stream, sink, loopback or selftest"),
+        _ => {
+            return Err(
+                "expected echo, pingpong, stream, sink, loopback, floor, floor-server or selftest",
+            )
+        }
     })
 }
 

@@ -8,7 +8,7 @@ extern crate alloc;
 use alloc::string::ToString;
 use core::net::Ipv4Addr;
 
-use kernel::cmdline::{self, App, CmdlineError, Config, Ipv4Cidr};
+use kernel::cmdline::{self, App, CmdlineError, Config, Ipv4Cidr, Verify};
 use log::LevelFilter;
 
 kernel::test_main!(
@@ -51,6 +51,9 @@ fn boot_command_line_parses() {
             cycles: 1,
             abort_after: None,
             ueid: None,
+            warmup: None,
+            verify: Verify::Full,
+            dmb_len: None,
         }
     );
 }
@@ -76,6 +79,8 @@ fn every_key_parses() {
         ("stream", App::Stream),
         ("sink", App::Sink),
         ("loopback", App::Loopback),
+        ("floor", App::Floor),
+        ("floor-server", App::FloorServer),
         ("selftest", App::Selftest),
     ];
     for (text, app) in apps {
@@ -112,6 +117,16 @@ fn every_key_parses() {
         let e = cmdline::parse(bad).unwrap_err().to_string();
         assert!(e.contains("not a valid UEID"), "{bad}: {e}");
     }
+    let c = cmdline::parse("warmup=0 verify=sample dmb=16K").unwrap();
+    assert_eq!(
+        (c.warmup, c.verify, c.dmb_len),
+        (Some(0), Verify::Sample, Some(16 << 10))
+    );
+    assert_eq!(cmdline::parse("verify=full").unwrap().verify, Verify::Full);
+    assert_eq!(cmdline::parse("dmb=1M").unwrap().dmb_len, Some(1 << 20));
+    assert_eq!(cmdline::parse("dmb=65536").unwrap().dmb_len, Some(64 << 10));
+    let d = Config::default();
+    assert_eq!((d.warmup, d.verify, d.dmb_len), (None, Verify::Full, None));
     // The runner's marker on test images is accepted and does not change the config.
     assert_eq!(
         cmdline::parse("test=net_loop-2 port=7"),
@@ -180,7 +195,7 @@ fn errors_name_the_key_and_value() {
     );
     assert_eq!(
         err("app=ftp"),
-        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink, loopback or selftest"
+        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink, loopback, floor, floor-server or selftest"
     );
     assert_eq!(
         err("size=12T"),
@@ -235,6 +250,28 @@ fn errors_name_the_key_and_value() {
         err("test=a/b"),
         "malformed value for 'test': 'a/b': expected a test name (letters, digits, '_', '-')"
     );
+    assert_eq!(
+        err("verify=some"),
+        "malformed value for 'verify': 'some': expected full or sample"
+    );
+    for bad in ["dmb=8K", "dmb=2M", "dmb=48K", "dmb=0"] {
+        let value = &bad[4..];
+        assert_eq!(
+            err(bad),
+            alloc::format!(
+                "malformed value for 'dmb': '{value}': must be a power of two from 16K to 1M"
+            )
+        );
+    }
+    assert_eq!(
+        err("dmb=big"),
+        "malformed value for 'dmb': 'big': expected a byte count like 4096, 64K, 16M or 1G"
+    );
+    assert_eq!(
+        err("warmup=x"),
+        "malformed value for 'warmup': 'x': expected a decimal number"
+    );
+    assert_eq!(err("warmup=1 warmup=2"), "duplicate key 'warmup'");
     // A bad token after good ones still fails the whole line.
     assert!(cmdline::parse("ip=10.0.0.1/24 app=echo smc=maybe").is_err());
 }

@@ -19,7 +19,7 @@ use core::time::Duration;
 
 use embedded_io_async::Read;
 use kernel::apps::{self, fill_pattern, pattern, write_all, AppConfig, Fnv1a};
-use kernel::cmdline::{self, App, Ipv4Cidr};
+use kernel::cmdline::{self, App, Ipv4Cidr, Verify};
 use kernel::net;
 use kernel::smc::{self, Smc, SmcConfig, SmcListener, SmcStream};
 use kernel::{clock, executor, platform};
@@ -416,8 +416,14 @@ fn builtin_apps_run_in_one_image() {
         count: 20,
         size: Some(300),
         chunk: 10_000,
+        warmup: None,
+        verify: Verify::Full,
     };
     let app = |name: &str| apps::find(name).unwrap_or_else(|| panic!("app {name} registered"));
+    let start = |name: &str| match app(name).run {
+        apps::AppRun::Smc(f) => f,
+        apps::AppRun::Standalone(_) => panic!("app {name} runs over SMC"),
+    };
     let run_pair = |server: &str, client: &str, port: u16, size: u64| {
         let s = AppConfig {
             name: app(server).name,
@@ -430,8 +436,8 @@ fn builtin_apps_run_in_one_image() {
             ..s
         };
         let (rs, rc) = run(futures_util::future::join(
-            (app(server).run)(smc, s),
-            (app(client).run)(smc, c),
+            start(server)(smc, s),
+            start(client)(smc, c),
         ));
         rs.unwrap_or_else(|e| panic!("{server}: {e}"));
         rc.unwrap_or_else(|e| panic!("{client}: {e}"));
@@ -464,6 +470,8 @@ fn app_command_line_keys() {
             count: apps::DEFAULT_COUNT,
             size: Some(2 << 20),
             chunk: 8192,
+            warmup: None,
+            verify: Verify::Full,
         }
     );
     // Defaults, and the keys' errors.

@@ -86,6 +86,41 @@ impl Report {
         self
     }
 
+    /// A list of numbers.
+    pub fn u64s(mut self, key: &str, values: &[u64]) -> Self {
+        self.key(key);
+        self.buf.push('[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            let _ = write!(self.buf, "{v}");
+        }
+        self.buf.push(']');
+        self
+    }
+
+    /// The latency fields of sorted round-trip times in ns: `min_ns`, `p50_ns`, `p90_ns`,
+    /// `p99_ns`, `p999_ns`, `max_ns`, `mean_ns` and `cdf_ns` (the 101 percentiles 0..=100).
+    pub fn latency(self, sorted: &[u64]) -> Self {
+        self.u64("min_ns", sorted.first().copied().unwrap_or(0))
+            .u64("p50_ns", super::percentile(sorted, 50))
+            .u64("p90_ns", super::percentile(sorted, 90))
+            .u64("p99_ns", super::percentile(sorted, 99))
+            .u64("p999_ns", super::permille(sorted, 999))
+            .u64("max_ns", sorted.last().copied().unwrap_or(0))
+            .u64("mean_ns", super::mean(sorted))
+            .u64s("cdf_ns", &super::cdf(sorted))
+    }
+
+    /// `irq_signal`, `irq_control` (ivshmem MSI-X interrupts) as the deltas from
+    /// `before` (an earlier [`Smc::interrupts`]) to now.
+    pub fn irq_deltas(self, smc: &Smc, before: (u64, u64)) -> Self {
+        let (control, signal) = smc.interrupts();
+        self.u64("irq_signal", signal.saturating_sub(before.1))
+            .u64("irq_control", control.saturating_sub(before.0))
+    }
+
     /// The connection's transport fields (see the module docs of `apps`).
     pub fn transport(mut self, conn: &SmcStream, smc: &Smc) -> Self {
         // Write the fields through a JsonObject into a scratch object, then splice them in.

@@ -25,8 +25,11 @@
 //!     Box::pin(hello(smc, config))
 //! }
 //! // + an `App` variant and its name in `kernel/src/cmdline.rs`, and
-//! // `AppEntry { name: "hello", run: hello_entry, .. }` in `APPS`.
+//! // `AppEntry { name: "hello", run: AppRun::Smc(hello_entry), .. }` in `APPS`.
 //! ```
+//!
+//! Apps registered with [`AppRun::Standalone`] (`floor`, `floor-server`) get only the
+//! platform: they take the ivshmem device themselves, and no `counters` line is printed.
 //!
 //! [`run`] (called by `main` when `app=` is given) brings up the platform, the network
 //! (`ip=`, first virtio-net; `app=loopback` also the second one), the SMC system (`smc=`,
@@ -37,12 +40,15 @@
 //!
 //! | key | meaning | used by |
 //! |-----|---------|---------|
-//! | `app=` | `echo` `pingpong` `stream` `sink` `loopback` | all |
+//! | `app=` | `echo` `pingpong` `stream` `sink` `loopback` `floor` `floor-server` | all |
 //! | `ip=`, `peer=` | own address/prefix, server address | all; clients need `peer=` |
 //! | `port=` | TCP port (default 5000) | all |
 //! | `smc=on\|off` | offer SMC (TCP option); off = plain TCP | all |
 //! | `conns=N` | connections at once (server: how many it serves, then done) | all |
-//! | `count=N` | round trips (default 1000) | pingpong |
+//! | `count=N` | measured round trips (default 1000) | pingpong, floor |
+//! | `warmup=N` | unmeasured round trips before them (default `min(count/100, 1000)`) | pingpong, floor |
+//! | `verify=full\|sample` | `full` (default): every received byte against the pattern, FNV-1a `hash`; `sample`: the sender sends one buffer (filled once with the pattern) with the 8-byte little-endian stream offset stamped at every 4 KiB-aligned stream offset, the sink checks only those stamp bytes (`mismatches`), `"hash":"0000000000000000"` on both ends | stream, sink, loopback |
+//! | `dmb=` | own DMB length, a power of two 16K..=1M (`SmcConfig::dmb_len`; default the stack's) | all SMC apps |
 //! | `size=` | pingpong: message bytes (default 64); stream/sink/loopback: bytes per connection (default 16M) | |
 //! | `chunk=` | bytes per write (default 64K) | stream, loopback |
 //! | `cycles=N` | each of the `conns` slots connects, transfers `size` bytes and closes N times in sequence (default 1); the sink serves `conns` × N connections. Back-pressure: the next cycle waits (at most 30 s) for 4 MiB of free heap — the client before connecting, the sink before its close (closed TCP sockets keep their buffers through TIME-WAIT) | stream, sink |
@@ -60,9 +66,18 @@
 //!   connection's handshake is over. `<transport>` is either
 //!   `"transport":"smcd","smc_version":2,"device":"ivshmem"|"loopback","first_contact":true,"peer_gid":"<32 hex>"`
 //!   or `"transport":"tcp","reason":"0x03010000","by_peer":false` (the decline reason).
-//! - `{"event":"result","app":"pingpong","conn":0,<transport>,"round_trips":1000,"size":64,"min_ns":..,"p50_ns":..,"p90_ns":..,"p99_ns":..,"max_ns":..,"stats":{<conn counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
-//! - `{"event":"result","app":"stream"|"sink","conn":0,"role":"stream"|"sink","stream":0,<transport>,"bytes":..,"chunk":..,"elapsed_ns":..,"bytes_per_sec":..,"hash":"<16 hex>","mismatches":0,"stats":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
-//!   — `hash` is FNV-1a 64 over the connection's bytes (the same on both sides when
+//! - `{"event":"result","app":"pingpong","conn":0,<transport>,"round_trips":1000,"size":64,"warmup":10,<latency>,"irq_signal":..,"irq_control":..,"spin_hits":..,"sleeps":..,"stats":{<conn counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//!   — `<latency>` = `"min_ns":..,"p50_ns":..,"p90_ns":..,"p99_ns":..,"p999_ns":..,"max_ns":..,"mean_ns":..,"cdf_ns":[101 numbers]`
+//!   over the measured round trips (nearest-rank percentiles; `cdf_ns` holds the 0th,
+//!   1st, ..., 100th); `irq_*` (ivshmem MSI-X interrupts), `spin_hits` and `sleeps`
+//!   (adaptive polling) are this VM's deltas over the measured round trips (VM-wide: with
+//!   `conns` above 1 they include the other connections).
+//! - `{"event":"result","app":"stream"|"sink","conn":0,"role":"stream"|"sink","stream":0,<transport>,"bytes":..,"chunk":..,"elapsed_ns":..,"bytes_per_sec":..,"verify":"full"|"sample","hash":"<16 hex>","mismatches":0,"irq_signal":..,"irq_control":..,"stats":{..},"tcp_bytes_tx":..,"tcp_bytes_rx":..}`
+//!   — `irq_*`: this VM's MSI-X interrupt deltas from the connection's first to its last
+//!   byte (VM-wide, as above). With `verify=sample` the sink recognises `stream` from the
+//!   pattern bytes 8..16 (needs `chunk` >= 16, else `stream` is the local `conn`).
+//!   Otherwise:
+//!   `hash` is FNV-1a 64 over the connection's bytes (the same on both sides when
 //!   byte-exact); `stream` is the client's connection number, whose byte pattern the
 //!   client sends and the sink recognises from the first 8 bytes (so results pair up by
 //!   `stream`, whatever the accept order; `conn` is the local index). The sink counts
@@ -82,6 +97,12 @@
 //!   the DMB pools at the end: `"link_groups":..,"dmbs_in_use":..,"dmbs_pooled":..`
 //!   (every registered DMB is freed or pooled: `dmbs_registered` = `dmbs_freed` +
 //!   `dmbs_pooled` when none is in use).
+//! - `{"event":"ready","app":"floor-server","peer_id":0,"region_bytes":67108864}` — the
+//!   floor server formatted its scratch page (see the `floor` module) and waits for
+//!   `app=floor`, which prints (measurements in the module docs):
+//!   `{"event":"result","app":"floor","kind":"shm_pingpong"|"doorbell","round_trips":N,"warmup":W,<latency>}`
+//!   and three `{"event":"result","app":"floor","kind":"memcpy","src":"heap"|"shm","dst":"heap"|"shm","block":1048576,"bytes":..,"elapsed_ns":..,"bytes_per_sec":..}`
+//!   (heap->heap, heap->shm, shm->heap).
 //! - `{"event":"error","app":..,"conn":0,"error":"<text>"}`
 //! - `{"event":"done","app":..,"ok":true,"errors":0}` — always the last line of an app.
 //!
@@ -89,6 +110,7 @@
 //! `signals_rx`, `clc_bytes_tx`, `clc_bytes_rx`.
 
 mod echo;
+mod floor;
 pub mod json;
 mod loopback;
 mod pingpong;
@@ -106,7 +128,7 @@ use core::time::Duration;
 
 pub use json::Report;
 
-use crate::cmdline::{self, App, Ipv4Cidr};
+use crate::cmdline::{self, App, Ipv4Cidr, Verify};
 use crate::net::{self, NetError, NetInterface};
 use crate::smc::{self, Smc, SmcConfig, SmcError, SmcListener, SmcStream};
 use crate::{executor, platform, qemu};
@@ -140,6 +162,11 @@ pub struct AppConfig {
     pub size: Option<u64>,
     /// Bytes per write (stream, loopback).
     pub chunk: u64,
+    /// Unmeasured round trips before the measured `count` (pingpong, floor); `None` =
+    /// [`default_warmup`].
+    pub warmup: Option<u64>,
+    /// How the stream apps check the bytes (`verify=`).
+    pub verify: Verify,
 }
 
 impl AppConfig {
@@ -153,8 +180,20 @@ impl AppConfig {
             count: c.count.unwrap_or(DEFAULT_COUNT),
             size: c.size,
             chunk: c.chunk.unwrap_or(DEFAULT_CHUNK),
+            warmup: c.warmup,
+            verify: c.verify,
         }
     }
+
+    /// Round trips before the measured ones: `warmup=`, else [`default_warmup`].
+    pub fn warmup(&self) -> u64 {
+        self.warmup.unwrap_or_else(|| default_warmup(self.count))
+    }
+}
+
+/// Warm-up round trips when `warmup=` is not given: `count / 100`, at most 1000.
+pub fn default_warmup(count: u64) -> u64 {
+    (count / 100).min(1000)
 }
 
 /// `cycles=` of the command line [`run`] started the app with (1 until then).
@@ -217,6 +256,17 @@ impl From<NetError> for AppError {
 pub type AppFuture = Pin<Box<dyn Future<Output = Result<(), AppError>>>>;
 /// An app's entry point.
 pub type AppFn = fn(&'static Smc, AppConfig) -> AppFuture;
+/// The entry point of an app that takes its devices itself (no network, no SMC).
+pub type StandaloneFn = fn(AppConfig) -> AppFuture;
+
+/// How [`run`] starts an app.
+#[derive(Clone, Copy)]
+pub enum AppRun {
+    /// Over the SMC system [`run`] brings up (network, SMC) first.
+    Smc(AppFn),
+    /// With only the platform up: the app finds its devices itself (the floor apps).
+    Standalone(StandaloneFn),
+}
 
 /// One registered app.
 pub struct AppEntry {
@@ -225,7 +275,7 @@ pub struct AppEntry {
     /// One-line description.
     pub help: &'static str,
     /// Entry point.
-    pub run: AppFn,
+    pub run: AppRun,
     /// Needs a second virtio-net NIC (client and server in one image).
     pub two_nics: bool,
 }
@@ -235,32 +285,44 @@ pub static APPS: &[AppEntry] = &[
     AppEntry {
         name: "echo",
         help: "server: echoes every byte on `conns` connections",
-        run: |smc, c| Box::pin(echo::echo(smc, c)),
+        run: AppRun::Smc(|smc, c| Box::pin(echo::echo(smc, c))),
         two_nics: false,
     },
     AppEntry {
         name: "pingpong",
         help: "client: `count` round trips of `size` bytes per connection, latency percentiles",
-        run: |smc, c| Box::pin(pingpong::pingpong(smc, c)),
+        run: AppRun::Smc(|smc, c| Box::pin(pingpong::pingpong(smc, c))),
         two_nics: false,
     },
     AppEntry {
         name: "stream",
         help: "client: sends `size` bytes in `chunk` writes per connection, throughput + hash",
-        run: |smc, c| Box::pin(stream::stream(smc, c)),
+        run: AppRun::Smc(|smc, c| Box::pin(stream::stream(smc, c))),
         two_nics: false,
     },
     AppEntry {
         name: "sink",
         help: "server: receives on `conns` connections, checks the pattern, throughput + hash",
-        run: |smc, c| Box::pin(stream::sink(smc, c)),
+        run: AppRun::Smc(|smc, c| Box::pin(stream::sink(smc, c))),
         two_nics: false,
     },
     AppEntry {
         name: "loopback",
         help: "stream client + sink server in this image over SMC-D loopback, byte-exact",
-        run: |smc, c| Box::pin(loopback::loopback(smc, c)),
+        run: AppRun::Smc(|smc, c| Box::pin(loopback::loopback(smc, c))),
         two_nics: true,
+    },
+    AppEntry {
+        name: "floor",
+        help: "floors over raw ivshmem (no network): shm ping-pong, doorbell round trip, memcpy",
+        run: AppRun::Standalone(|c| Box::pin(floor::floor(c))),
+        two_nics: false,
+    },
+    AppEntry {
+        name: "floor-server",
+        help: "responder of app=floor on the other VM",
+        run: AppRun::Standalone(|c| Box::pin(floor::floor_server(c))),
+        two_nics: false,
     },
 ];
 
@@ -277,6 +339,8 @@ pub fn app_name(app: App) -> Option<&'static str> {
         App::Stream => "stream",
         App::Sink => "sink",
         App::Loopback => "loopback",
+        App::Floor => "floor",
+        App::FloorServer => "floor-server",
         App::Selftest => return None,
     })
 }
@@ -307,6 +371,7 @@ pub fn bring_up(entry: &AppEntry, c: &cmdline::Config) -> Result<&'static Smc, A
         smc: c.smc,
         spin: Duration::from_micros(c.spin_us),
         ueid: c.ueid,
+        dmb_len: c.dmb_len.unwrap_or(SmcConfig::default().dmb_len),
         ..SmcConfig::default()
     };
     Ok(smc::init(&interfaces, config)?)
@@ -324,7 +389,26 @@ pub fn run(c: &cmdline::Config) -> ! {
                 .emit();
             false
         }
-        Some(entry) => {
+        Some(AppEntry {
+            run: AppRun::Standalone(start),
+            ..
+        }) => {
+            platform::init().unwrap_or_else(|e| panic!("{e}"));
+            let config = AppConfig::from_cmdline(name, c);
+            match executor::block_on(start(config)) {
+                Ok(()) => true,
+                Err(e) => {
+                    Report::new("error", name).display("error", &e).emit();
+                    false
+                }
+            }
+        }
+        Some(
+            entry @ AppEntry {
+                run: AppRun::Smc(start),
+                ..
+            },
+        ) => {
             platform::init().unwrap_or_else(|e| panic!("{e}"));
             match bring_up(entry, c) {
                 Err(e) => {
@@ -336,7 +420,7 @@ pub fn run(c: &cmdline::Config) -> ! {
                     CYCLES.store(c.cycles, Ordering::Relaxed);
                     ABORT_AFTER.store(c.abort_after.unwrap_or(u64::MAX), Ordering::Relaxed);
                     log::info!("app {}: {}", entry.name, entry.help);
-                    let result = executor::block_on((entry.run)(smc, config));
+                    let result = executor::block_on(start(smc, config));
                     let result = match result {
                         Ok(()) => Ok(()),
                         Err(e) => {
@@ -480,11 +564,89 @@ impl Fnv1a {
 
 /// The `p`-th percentile (0..=100, nearest rank) of sorted `values`.
 pub fn percentile(sorted: &[u64], p: u32) -> u64 {
+    permille(sorted, p.saturating_mul(10))
+}
+
+/// The `pm`-th per-mille quantile (0..=1000, nearest rank) of sorted `values`; 0 when
+/// empty.
+pub fn permille(sorted: &[u64], pm: u32) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
+    let rank = (u64::from(pm.min(1000)) * sorted.len() as u64)
+        .div_ceil(1000)
+        .max(1) as usize;
     sorted[rank.min(sorted.len()) - 1]
+}
+
+/// The 101 percentiles 0, 1, ..., 100 of sorted `values` (`cdf_ns`).
+pub fn cdf(sorted: &[u64]) -> [u64; 101] {
+    let mut out = [0u64; 101];
+    for (p, slot) in (0u32..).zip(out.iter_mut()) {
+        *slot = percentile(sorted, p);
+    }
+    out
+}
+
+/// Mean of `values` (0 when empty), rounded down.
+pub fn mean(values: &[u64]) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let sum: u128 = values.iter().map(|&v| u128::from(v)).sum();
+    (sum / values.len() as u128) as u64
+}
+
+/// Distance between `verify=sample` stamps in the stream.
+pub const SAMPLE_STEP: u64 = 4096;
+/// Bytes of one stamp: the little-endian stream offset.
+pub const STAMP_LEN: u64 = 8;
+
+/// Calls `f(stamp_offset, window_range)` for every stamp `[s, s + 8)` (at each
+/// [`SAMPLE_STEP`]-aligned stream offset `s`) that overlaps the window of `len` bytes at
+/// stream offset `offset`; `window_range` is the overlap as indices into the window and
+/// `stamp_offset + (index - ..)` positions the bytes (see [`stamp_sample`]).
+fn for_each_stamp(offset: u64, len: usize, mut f: impl FnMut(u64, usize, usize)) {
+    let end = offset.saturating_add(len as u64);
+    // The stamp that may reach into the window from before it, then every later one.
+    let mut s = offset - offset % SAMPLE_STEP;
+    while s < end {
+        let lo = s.max(offset);
+        let hi = (s + STAMP_LEN).min(end);
+        if lo < hi {
+            f(s, (lo - offset) as usize, (hi - offset) as usize);
+        }
+        s += SAMPLE_STEP;
+    }
+}
+
+/// `verify=sample`, sender: writes the stamp bytes (the 8-byte little-endian stream
+/// offset at every 4 KiB-aligned stream offset) that fall into `buf`, which goes out at
+/// stream offset `offset`; the other bytes are left as they are (cost: one store per
+/// 4 KiB).
+pub fn stamp_sample(offset: u64, buf: &mut [u8]) {
+    for_each_stamp(offset, buf.len(), |s, lo, hi| {
+        let stamp = s.to_le_bytes();
+        let from = (offset + lo as u64 - s) as usize;
+        buf[lo..hi].copy_from_slice(&stamp[from..from + (hi - lo)]);
+    });
+}
+
+/// `verify=sample`, receiver: bytes of the stamps in `data` (received at stream offset
+/// `offset`) that differ from the expected offset words. A stamp split across two reads
+/// is checked piecewise, each part in its own call.
+pub fn count_sample_mismatches(offset: u64, data: &[u8]) -> u64 {
+    let mut n = 0;
+    for_each_stamp(offset, data.len(), |s, lo, hi| {
+        let stamp = s.to_le_bytes();
+        let from = (offset + lo as u64 - s) as usize;
+        n += data[lo..hi]
+            .iter()
+            .zip(&stamp[from..from + (hi - lo)])
+            .filter(|(a, b)| a != b)
+            .count() as u64;
+    });
+    n
 }
 
 /// Writes all of `data` (an embedded-io `write_all` with our error type).

@@ -1,13 +1,11 @@
 //! `app=pingpong`: `count` round trips of `size` bytes on each of `conns` connections;
-//! latency percentiles from the kernel clock.
+//! latency percentiles from the kernel clock, after `warmup` unmeasured round trips.
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{
-    fill_pattern, join_all, percentile, write_all, AppConfig, AppError, AppFuture, Report,
-};
+use super::{fill_pattern, join_all, write_all, AppConfig, AppError, AppFuture, Report};
 use crate::clock;
 use crate::smc::Smc;
 
@@ -29,30 +27,44 @@ async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError>
     let mut s = super::connect_reported(smc, &c, peer, conn).await?;
     let mut out = vec![0u8; size];
     let mut back = vec![0u8; size];
+    let warmup = c.warmup();
     let mut rtts = Vec::with_capacity(c.count as usize);
-    for k in 0..c.count {
+    // Deltas of the VM-wide interrupt and polling counters over the measured round trips.
+    let mut irq_before = smc.interrupts();
+    let mut poll_before = smc.polling_stats();
+    for k in 0..warmup.saturating_add(c.count) {
+        if k == warmup {
+            irq_before = smc.interrupts();
+            poll_before = smc.polling_stats();
+        }
         fill_pattern(conn, k * size as u64, &mut out);
         let t0 = clock::now();
         write_all(&mut s, &out).await?;
         if s.read_full(&mut back).await? != size {
             return Err(AppError::Eof);
         }
-        rtts.push(t0.elapsed().as_nanos() as u64);
+        if k >= warmup {
+            rtts.push(t0.elapsed().as_nanos() as u64);
+        }
         if back != out {
             return Err(AppError::Mismatch);
         }
     }
+    let poll = smc.polling_stats();
     rtts.sort_unstable();
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .transport(&s, smc)
         .u64("round_trips", c.count)
         .u64("size", size as u64)
-        .u64("min_ns", rtts.first().copied().unwrap_or(0))
-        .u64("p50_ns", percentile(&rtts, 50))
-        .u64("p90_ns", percentile(&rtts, 90))
-        .u64("p99_ns", percentile(&rtts, 99))
-        .u64("max_ns", rtts.last().copied().unwrap_or(0))
+        .u64("warmup", warmup)
+        .latency(&rtts)
+        .irq_deltas(smc, irq_before)
+        .u64(
+            "spin_hits",
+            poll.spin_hits.saturating_sub(poll_before.spin_hits),
+        )
+        .u64("sleeps", poll.sleeps.saturating_sub(poll_before.sleeps))
         .conn_stats(&s)
         .emit();
     s.close()?;
