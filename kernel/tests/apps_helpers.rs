@@ -149,6 +149,11 @@ fn warmup_defaults_and_keys() {
     let c = cmdline::parse("app=pingpong count=5000 verify=sample").unwrap();
     let a = AppConfig::from_cmdline("pingpong", &c);
     assert_eq!((a.warmup(), a.verify), (50, Verify::Sample));
+    assert!(apps::samples(100_000).unwrap().capacity() >= 100_000);
+    assert!(
+        apps::samples(u64::MAX >> 4).is_err(),
+        "a count beyond the heap is a config error, not a panic"
+    );
     let c = cmdline::parse("app=pingpong count=5000 warmup=0").unwrap();
     assert_eq!(AppConfig::from_cmdline("pingpong", &c).warmup(), 0);
 }

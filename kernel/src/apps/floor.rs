@@ -234,7 +234,7 @@ pub async fn floor(c: AppConfig) -> Result<(), AppError> {
     log::info!("floor: peer {} meets floor-server peer {server}", f.own);
 
     // (a) Cache-line ping-pong through the region.
-    let mut rtts = Vec::with_capacity(c.count as usize);
+    let mut rtts = super::samples(c.count)?;
     for k in 1..=total {
         let t0 = clock::now();
         f.store(OFF_A, k)?;
@@ -247,7 +247,7 @@ pub async fn floor(c: AppConfig) -> Result<(), AppError> {
 
     // (b) Doorbell -> MSI-X -> task, both ways.
     f.store(OFF_PHASE, PHASE_DOORBELL)?;
-    let mut rtts = Vec::with_capacity(c.count as usize);
+    let mut rtts = super::samples(c.count)?;
     for k in 0..total {
         let t0 = clock::now();
         f.ring(server)?;

@@ -588,6 +588,22 @@ pub fn cdf(sorted: &[u64]) -> [u64; 101] {
     out
 }
 
+/// An empty vector with room for `count` round-trip times, reserved up front so that
+/// measuring does not allocate.
+///
+/// # Errors
+/// [`AppError::Config`] when the heap cannot hold them (`count=` too large).
+pub fn samples(count: u64) -> Result<Vec<u64>, AppError> {
+    let mut v = Vec::new();
+    usize::try_from(count)
+        .ok()
+        .and_then(|n| v.try_reserve_exact(n).ok())
+        .ok_or(AppError::Config(
+            "count= too large: the round-trip times do not fit the heap",
+        ))?;
+    Ok(v)
+}
+
 /// Mean of `values` (0 when empty), rounded down.
 pub fn mean(values: &[u64]) -> u64 {
     if values.is_empty() {

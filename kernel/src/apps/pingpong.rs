@@ -28,7 +28,7 @@ async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError>
     let mut out = vec![0u8; size];
     let mut back = vec![0u8; size];
     let warmup = c.warmup();
-    let mut rtts = Vec::with_capacity(c.count as usize);
+    let mut rtts = super::samples(c.count)?;
     // Deltas of the VM-wide interrupt and polling counters over the measured round trips.
     let mut irq_before = smc.interrupts();
     let mut poll_before = smc.polling_stats();
