@@ -250,11 +250,14 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 fn check_run(run: &Run, failures: &mut Vec<String>) {
     let m = &run.meta;
-    if m.status != 0 {
-        failures.push(format!(
-            "{}: pair run exited with status {}",
-            m.name, m.status
-        ));
+    match m.status {
+        0 => {}
+        124 => failures.push(format!("{}: timed out (pair status 124)", m.name)),
+        125 => failures.push(format!(
+            "{}: skipped, the bench time budget was spent (status 125)",
+            m.name
+        )),
+        s => failures.push(format!("{}: pair run exited with status {s}", m.name)),
     }
     for (n, objs) in run.vm.iter().enumerate() {
         for o in objs.iter().filter(|o| is(o, "event", "error")) {
@@ -774,6 +777,12 @@ pub(crate) mod tests {
             .position(|r| r.meta.name == "tcp-stream-1024")
             .unwrap();
         d.runs[j].meta.status = 124;
+        let k = d
+            .runs
+            .iter()
+            .position(|r| r.meta.name == "tcp-stream-65536")
+            .unwrap();
+        d.runs[k].meta.status = 125;
         d.runs[j].vm[1][0].insert("mismatches".into(), 3.into());
         let a = analyze(&d);
         assert!(a
@@ -783,8 +792,12 @@ pub(crate) mod tests {
         assert!(a
             .failures
             .iter()
-            .any(|f| f.contains("tcp-stream-1024: pair run exited with status 124")));
+            .any(|f| f.contains("tcp-stream-1024: timed out (pair status 124)")));
         assert!(a.failures.iter().any(|f| f.contains("3 mismatching bytes")));
+        assert!(a
+            .failures
+            .iter()
+            .any(|f| f.contains("tcp-stream-65536: skipped, the bench time budget was spent")));
     }
 
     #[test]
