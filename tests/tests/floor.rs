@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::{ensure, field_str, field_u64, is_event, Pair, PairConfig, Result};
 use serde_json::Value;
 
-fn kind<'a>(v: &'a Value) -> Option<&'a str> {
+fn kind(v: &Value) -> Option<&str> {
     v.get("kind").and_then(Value::as_str)
 }
 
