@@ -67,6 +67,11 @@ pub const DEFAULT_BACKLOG: usize = 16;
 
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
 
+/// A spinning waiter polls the whole stack every this many iterations and only its own
+/// connection's CDC in between (the full poll walks every socket, the TCP streams and
+/// the devices).
+pub const FULL_POLL_EVERY: u32 = 64;
+
 /// The ivshmem ISM on real hardware.
 pub type HwIsm = IvshmemIsm<Bar2Memory, Bar0, RdRandRng>;
 
@@ -1037,8 +1042,9 @@ impl SmcStream {
         .await
     }
 
-    /// Runs `op` until it does not block: spins up to the configured budget (polling the
-    /// devices), then sleeps on the socket's waker.
+    /// Runs `op` until it does not block: spins up to the configured budget, then sleeps
+    /// on the socket's waker. A spin iteration re-reads only this connection's CDC
+    /// ([`Stack::poll_socket`]); every [`FULL_POLL_EVERY`]th one polls the whole stack.
     async fn blocking<R>(
         &mut self,
         dir: Dir,
@@ -1048,6 +1054,7 @@ impl SmcStream {
         let handle = self.handle;
         let spin = smc.spin.get();
         let mut spin_until: Option<clock::Instant> = None;
+        let mut spins: u32 = 0;
         let result = poll_fn(|cx| loop {
             let mut stack = smc.stack.borrow_mut();
             match op(&mut stack, handle) {
@@ -1056,9 +1063,19 @@ impl SmcStream {
                         let until =
                             *spin_until.get_or_insert_with(|| clock::now().saturating_add(spin));
                         if clock::now() < until {
-                            drop(stack);
                             smc.count_polling(|p| p.spin_polls += 1);
-                            smc.poll_now();
+                            spins = spins.wrapping_add(1);
+                            if spins.is_multiple_of(FULL_POLL_EVERY) {
+                                // Now and then the whole stack (device events, other
+                                // sockets, close handshakes, the TCP side).
+                                drop(stack);
+                                smc.poll_now();
+                            } else {
+                                // The cheap check: this connection's CDC only (a few
+                                // loads from the own DMB), no device or TCP work.
+                                stack.poll_socket(handle, now());
+                                drop(stack);
+                            }
                             core::hint::spin_loop();
                             continue;
                         }

@@ -722,11 +722,35 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         let Some(socket) = self.sockets.get_mut(&handle) else {
             return;
         };
-        let Phase::Smcd(conn) = &mut socket.phase else {
+        if !matches!(socket.phase, Phase::Smcd(_)) {
             return;
-        };
+        }
         socket.stats.signals_rx += 1;
-        let outcome = conn.on_signal(&self.devices[device]);
+        self.poll_conn(handle, device, now);
+    }
+
+    /// Re-reads one connection's CDC (what a signal for its DMB does) without taking
+    /// device events or driving anything else: the cheap check of a waiter that polls
+    /// instead of sleeping (adaptive polling). Returns whether a new CDC was found. A
+    /// signal for the same CDC that is still queued in the device later finds nothing
+    /// new (harmless); non-SMC-D sockets return false.
+    pub fn poll_socket(&mut self, handle: SocketHandle, now: Duration) -> bool {
+        let device = self.device_of(handle);
+        self.poll_conn(handle, device, now)
+    }
+
+    /// `SmcdConn::poll` for `handle`, waking its waiters on news, reaping it when closed.
+    fn poll_conn(&mut self, handle: SocketHandle, device: usize, now: Duration) -> bool {
+        let Some(socket) = self.sockets.get_mut(&handle) else {
+            return false;
+        };
+        let Phase::Smcd(conn) = &mut socket.phase else {
+            return false;
+        };
+        let Some(dev) = self.devices.get(device) else {
+            return false;
+        };
+        let outcome = conn.poll(dev);
         if outcome.new_bytes > 0 || outcome.state_changed {
             if let Some(w) = socket.read_waker.take() {
                 w.wake();
@@ -738,6 +762,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
             }
         }
         self.reap(handle, now);
+        outcome.new_cdc
     }
 
     /// §5/§6.3: the peer GID is gone: terminate its link groups, abort their
