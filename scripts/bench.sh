@@ -30,7 +30,7 @@ Environment (defaults full / quick):
   BENCH_STREAM_LOOP    bytes per loopback stream (64M / 4M)
   BENCH_SPIN           adaptive polling budget in µs for smcd-poll (50)
   BENCH_ONLY           space-separated configurations to run (default: all five)
-  BENCH_BUDGET         seconds for all runs (570 / 300); a run gets at most what is left
+  BENCH_BUDGET         seconds for all runs (540 / 300; the builds come on top); a run gets at most what is left
   QEMU_ACCEL           accelerator (default tcg)
 EOF
 }
@@ -137,6 +137,10 @@ cmd_bench() {
 
     check_prereqs --quiet || return 2
     pair_traps
+    # The commit that is built (others may commit while the runs go on).
+    local commit dirty=false
+    commit="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    [[ -z "$(cd "$REPO_ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ]] || dirty=true
     export QEMU_ACCEL="${QEMU_ACCEL:-tcg}"
     # shellcheck disable=SC2034 # read by pair_build (scripts/pair.sh)
     PAIR_IMAGE=""
@@ -153,7 +157,7 @@ cmd_bench() {
     BENCH_FAILED=0
     # Bounded timeouts, generous for TCG: 60 s + 2 ms per round trip; streams 60 s + 1 s
     # per MiB (1 MB/s would be 20x slower than TCP measured so far).
-    BENCH_BUDGET="${BENCH_BUDGET:-$([[ $quick -eq 1 ]] && echo 300 || echo 570)}"
+    BENCH_BUDGET="${BENCH_BUDGET:-$([[ $quick -eq 1 ]] && echo 300 || echo 540)}"
     [[ "$BENCH_BUDGET" =~ ^[0-9]+$ ]] || { log "bench: BENCH_BUDGET must be seconds"; return 2; }
     BENCH_DEADLINE=$((SECONDS + BENCH_BUDGET))
     # Order: the short runs first (floors, streams), then the ping-pongs, TCP last, so one
@@ -187,9 +191,7 @@ cmd_bench() {
                 --vm0 "app=pingpong port=7000 $flags count=$pp size=$size"
         done
     done
-    local elapsed=$((SECONDS - started)) commit dirty=false
-    commit="$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    [[ -z "$(cd "$REPO_ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ]] || dirty=true
+    local elapsed=$((SECONDS - started))
     bench_json "$out/meta.json" commit="$commit" "@dirty=$dirty" date="$(date -u +%FT%TZ)" \
         accel="$QEMU_ACCEL" qemu="$("$QEMU_BIN" --version | head -n1)" loadavg="$loadavg" \
         mode="$([[ $quick -eq 1 ]] && echo quick || echo full)" "#elapsed_s=$elapsed" "#budget_s=$BENCH_BUDGET" \
