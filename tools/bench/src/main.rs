@@ -121,3 +121,74 @@ fn main() -> ExitCode {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::tests::fixture;
+
+    /// Writes the in-memory fixture as a bench directory (run.json + vmN.log per run).
+    fn write_fixture(dir: &Path, broken: Option<&str>) {
+        std::fs::write(
+            dir.join("meta.json"),
+            r#"{"commit":"abc1234","accel":"tcg","counts":{"pingpong_round_trips":2000}}"#,
+        )
+        .unwrap();
+        for run in fixture().runs {
+            let d = dir.join(&run.meta.name);
+            std::fs::create_dir(&d).unwrap();
+            let status = if broken == Some(run.meta.name.as_str()) {
+                124
+            } else {
+                0
+            };
+            let meta = json!({"name": run.meta.name, "config": run.meta.config, "kind": run.meta.kind,
+                              "param": run.meta.param, "status": status});
+            std::fs::write(d.join("run.json"), meta.to_string()).unwrap();
+            for (n, objs) in run.vm.iter().enumerate() {
+                let mut text = String::from("[boot] smcd\n");
+                for o in objs {
+                    text.push_str(&format!("{}\r\n", Value::Object(o.clone())));
+                }
+                std::fs::write(d.join(format!("vm{n}.log")), text).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn report_writes_all_outputs_and_flags_a_failed_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_fixture(tmp.path(), None);
+        assert_eq!(report(tmp.path()), Ok(true));
+        let results: Value =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(results["meta"]["commit"], "abc1234");
+        assert_eq!(
+            results["runs"].as_array().unwrap().len(),
+            fixture().runs.len()
+        );
+        assert_eq!(results["analysis"]["targets"][1]["verdict"], "Met");
+        let md = std::fs::read_to_string(tmp.path().join("table.md")).unwrap();
+        assert!(md.contains("- counts: pingpong_round_trips=2000"));
+        assert!(std::fs::read(tmp.path().join("bench.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG"));
+
+        let tmp = tempfile::tempdir().unwrap();
+        write_fixture(tmp.path(), Some("tcp-pingpong-14"));
+        assert_eq!(report(tmp.path()), Ok(false));
+        let md = std::fs::read_to_string(tmp.path().join("table.md")).unwrap();
+        assert!(
+            md.contains("- tcp-pingpong-14: timed out (pair status 124)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn report_on_an_empty_directory_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = report(tmp.path()).unwrap_err();
+        assert!(err.contains("no run directory"), "{err}");
+    }
+}
