@@ -8,7 +8,7 @@
 //! |---------|-----------------------------------------|---------|
 //! | `ip`    | IPv4 address with prefix, `10.0.0.1/24` | none    |
 //! | `peer`  | IPv4 address                            | none    |
-//! | `app`   | `echo` `pingpong` `stream` `sink` `loopback` `floor` `floor-server` `selftest` | none |
+//! | `app`   | `echo` `pingpong` `stream` `sink` `loopback` `loopback-pingpong` `floor` `floor-server` `selftest` | none |
 //! | `size`  | bytes, optional `K`/`M`/`G` suffix (×1024ⁿ) | none |
 //! | `count` | unsigned integer                        | none    |
 //! | `smc`   | `on` / `off`                            | `on`    |
@@ -57,6 +57,8 @@ pub enum App {
     Sink,
     /// Stream client and sink server in one image over SMC-D loopback.
     Loopback,
+    /// Echo server and pingpong client in one image over SMC-D loopback.
+    LoopbackPingpong,
     /// Floor measurements, initiator (raw ivshmem, no network).
     Floor,
     /// Floor measurements, responder.
@@ -308,12 +310,13 @@ fn parse_app(s: &str) -> Result<App, &'static str> {
         "stream" => App::Stream,
         "sink" => App::Sink,
         "loopback" => App::Loopback,
+        "loopback-pingpong" => App::LoopbackPingpong,
         "floor" => App::Floor,
         "floor-server" => App::FloorServer,
         "selftest" => App::Selftest,
         _ => {
             return Err(
-                "expected echo, pingpong, stream, sink, loopback, floor, floor-server or selftest",
+                "expected echo, pingpong, stream, sink, loopback, loopback-pingpong, floor, floor-server or selftest",
             )
         }
     })

@@ -449,9 +449,18 @@ fn builtin_apps_run_in_one_image() {
     // verify=sample: the sink checks the 4 KiB stamps (and fails on a mismatch or a
     // wrong length); 10 000-byte writes split stamps across writes and reads.
     run_pair("sink", "stream", 6008, 200_000, Verify::Sample);
+    // loopback-pingpong: echo server and pingpong client in one app (2 connections from
+    // the second interface to the first).
+    let lpp = AppConfig {
+        name: "loopback-pingpong",
+        peer: None,
+        port: 6009,
+        ..base
+    };
+    run(start("loopback-pingpong")(smc, lpp)).unwrap_or_else(|e| panic!("loopback-pingpong: {e}"));
     let after = smc.counters();
-    // 2 connections per pair, both ends in this stack, all on SMC-D.
-    assert_eq!(after.handshakes_smcd - before.handshakes_smcd, 12);
+    // 2 connections per run, both ends in this stack, all on SMC-D.
+    assert_eq!(after.handshakes_smcd - before.handshakes_smcd, 16);
     assert_eq!(after.fallbacks_total(), before.fallbacks_total());
     assert!(apps::find("no-such-app").is_none());
 }

@@ -258,7 +258,7 @@ fn concurrent_connections_each_way() -> Result<()> {
 fn pingpong_over_smcd_echoes_every_message() -> Result<()> {
     let (count, size) = (500u64, 64u64);
     let cfg = PairConfig::new(
-        format!("app=pingpong port=7800 count={count} size={size}"),
+        format!("app=pingpong port=7800 count={count} size={size} warmup=0"),
         "app=echo port=7800",
     );
     let Some(pair) = Pair::start("pingpong_smcd", &cfg)? else {

@@ -1,6 +1,10 @@
 //! `app=loopback`: stream client and sink server in this image, over two NICs of one
 //! QEMU hub, so the handshake picks the loopback ISM (SMC-D inside one VM, like Linux's
 //! smc-lo); byte-exact by comparing both ends' hashes.
+//!
+//! `app=loopback-pingpong`: the echo server and the pingpong client in this image the same
+//! way; their lines are those of `app=echo` and `app=pingpong` (`"app":"echo"`,
+//! `"app":"pingpong"`), so a loopback ping-pong reads like one between two VMs.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -104,4 +108,38 @@ pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     } else {
         Err(AppError::Mismatch)
     }
+}
+
+/// Runs the echo server on the first interface and the pingpong client from the second
+/// one, concurrently; fails if either fails or (with `smc=on`) the client's connections
+/// did not all use SMC-D.
+pub async fn loopback_pingpong(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
+    let server_addr = smc
+        .interfaces()
+        .first()
+        .ok_or(AppError::Config("no interface"))?
+        .address()
+        .address;
+    let server = super::echo::echo(smc, AppConfig { name: "echo", ..c });
+    let client = super::pingpong::pingpong(
+        smc,
+        AppConfig {
+            name: "pingpong",
+            peer: Some(server_addr),
+            ..c
+        },
+    );
+    let (served, measured) = futures_util::future::join(server, client).await;
+    served?;
+    measured?;
+    // Both ends of every connection are in this image: 2 × conns SMC-D handshakes (the
+    // result lines name the device, `"device":"loopback"`).
+    let smcd = smc.counters().handshakes_smcd >= 2 * u64::from(c.conns);
+    if smc.config().smc && !smcd {
+        Report::new("error", c.name)
+            .str("error", "the ping-pong did not run over SMC-D loopback")
+            .emit();
+        return Err(AppError::Mismatch);
+    }
+    Ok(())
 }

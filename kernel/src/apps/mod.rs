@@ -40,7 +40,7 @@
 //!
 //! | key | meaning | used by |
 //! |-----|---------|---------|
-//! | `app=` | `echo` `pingpong` `stream` `sink` `loopback` `floor` `floor-server` | all |
+//! | `app=` | `echo` `pingpong` `stream` `sink` `loopback` `loopback-pingpong` `floor` `floor-server` | all |
 //! | `ip=`, `peer=` | own address/prefix, server address | all; clients need `peer=` |
 //! | `port=` | TCP port (default 5000) | all |
 //! | `smc=on\|off` | offer SMC (TCP option); off = plain TCP | all |
@@ -313,6 +313,12 @@ pub static APPS: &[AppEntry] = &[
         two_nics: true,
     },
     AppEntry {
+        name: "loopback-pingpong",
+        help: "echo server + pingpong client in this image over SMC-D loopback",
+        run: AppRun::Smc(|smc, c| Box::pin(loopback::loopback_pingpong(smc, c))),
+        two_nics: true,
+    },
+    AppEntry {
         name: "floor",
         help: "floors over raw ivshmem (no network): shm ping-pong, doorbell round trip, memcpy",
         run: AppRun::Standalone(|c| Box::pin(floor::floor(c))),
@@ -339,6 +345,7 @@ pub fn app_name(app: App) -> Option<&'static str> {
         App::Stream => "stream",
         App::Sink => "sink",
         App::Loopback => "loopback",
+        App::LoopbackPingpong => "loopback-pingpong",
         App::Floor => "floor",
         App::FloorServer => "floor-server",
         App::Selftest => return None,
