@@ -9,8 +9,8 @@
 #   smcd-irq   SMC-D over ivshmem, interrupts (smc=on spin=0)
 #   smcd-poll  SMC-D over ivshmem, adaptive polling (smc=on spin=$BENCH_SPIN on both VMs)
 #   tcp        plain TCP over virtio-net (smc=off on both)
-#   loopback   SMC-D loopback inside one VM (--only-vm0 app=loopback; streams only: there is
-#              no in-VM ping-pong app, so its ping-pong is reported "not measured")
+#   loopback   SMC-D loopback inside one VM (--only-vm0; streams app=loopback, ping-pong
+#              app=loopback-pingpong: echo server and pingpong client in one image)
 #   floor      vm1 app=floor-server, vm0 app=floor count=N (shm cache-line ping-pong,
 #              doorbell round trip, memcpy bandwidth)
 # Output directory: <out>/<config>-<kind>-<param>/{run.json,vm0.log,vm1.log,...} and
@@ -180,6 +180,12 @@ cmd_bench() {
         for chunk in 1024 65536 1048576; do
             bench_one "$out" loopback stream "$chunk" $((60 + (s_loop >> 20))) \
                 --only-vm0 --vm0 "app=loopback port=7002 smc=on size=$s_loop chunk=$chunk verify=sample"
+        done
+    fi
+    if bench_want loopback; then
+        for size in 14 1024 16384; do
+            bench_one "$out" loopback pingpong "$size" "$pp_t" \
+                --only-vm0 --vm0 "app=loopback-pingpong port=7003 smc=on count=$pp size=$size"
         done
     fi
     for cfg in smcd-irq smcd-poll tcp; do

@@ -97,6 +97,11 @@ pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
         Report::new("result", c.name)
             .u64("conn", i as u64)
             .u64("bytes", sent.bytes)
+            .u64("elapsed_ns", sent.elapsed_ns)
+            .u64(
+                "bytes_per_sec",
+                super::stream::bytes_per_sec(sent.bytes, sent.elapsed_ns),
+            )
             .hex("hash", sent.hash)
             .hex("sink_hash", got.hash)
             .bool("loopback_smcd", loopback_smcd)

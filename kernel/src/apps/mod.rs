@@ -89,7 +89,8 @@
 //!   cycles' FNV-1a hashes (the same on both sides when every cycle was byte-exact; the
 //!   sink sums per sender stream, so its line `conn` is the sender's stream number).
 //! - `{"event":"result","app":"echo","conn":0,<transport>,"bytes":..,"stats":{..},..}`
-//! - `{"event":"result","app":"loopback",...}` — as stream, plus `"sink_hash"` and `"match":true`.
+//! - `{"event":"result","app":"loopback","conn":0,"bytes":..,"elapsed_ns":..,"bytes_per_sec":..,"hash":..,"sink_hash":..,"loopback_smcd":true,"match":true}`
+//!   — the sender's bytes and time (first byte to the sink's close), both ends' hashes.
 //! - `{"event":"counters","app":..,"stack":{<smcd_counters>},"tcp_bytes_tx":..,"tcp_bytes_rx":..,"spin_us":0,"spin_polls":..,"spin_hits":..,"sleeps":..,"irq_control":..,"irq_signal":..}`
 //!   — the stack-wide counters (handshakes, `fallbacks` by reason like
 //!   `"fallbacks":{"0x03010000":1}`, CDCs, DMBs...; smcd `GlobalCounters::write_json`),

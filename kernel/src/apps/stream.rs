@@ -65,7 +65,8 @@ fn verify_name(v: Verify) -> &'static str {
     }
 }
 
-fn bytes_per_sec(bytes: u64, ns: u64) -> u64 {
+/// Bytes per second of `bytes` moved in `ns` nanoseconds.
+pub fn bytes_per_sec(bytes: u64, ns: u64) -> u64 {
     (u128::from(bytes) * 1_000_000_000 / u128::from(ns.max(1))) as u64
 }
 

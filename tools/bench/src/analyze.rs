@@ -21,8 +21,8 @@ pub const CONFIGS: [(&str, &str); 4] = [
     ("tcp", "TCP"),
     ("loopback", "SMC-D loopback"),
 ];
-/// Configurations whose ping-pong the bench measures (the loopback app only streams).
-pub const PP_CONFIGS: [&str; 3] = ["smcd-irq", "smcd-poll", "tcp"];
+/// Configurations whose ping-pong the bench measures (loopback: `app=loopback-pingpong`).
+pub const PP_CONFIGS: [&str; 4] = ["smcd-irq", "smcd-poll", "tcp", "loopback"];
 
 /// Label of a configuration id.
 pub fn label(config: &str) -> &str {
@@ -625,9 +625,17 @@ pub(crate) mod tests {
     /// A complete fixture: every configuration with made-up but consistent figures.
     pub(crate) fn fixture() -> BenchDir {
         let smcd = r#""transport":"smcd","device":"ivshmem""#;
+        let lo = r#""transport":"smcd","device":"loopback""#;
         let tcp = r#""transport":"tcp","reason":"0x03010000""#;
         let mut runs = Vec::new();
         for size in PP_SIZES {
+            runs.push(run(
+                "loopback",
+                "pingpong",
+                size,
+                &pp_line(lo, size, 20_000),
+                "",
+            ));
             runs.push(run(
                 "smcd-irq",
                 "pingpong",
