@@ -5,7 +5,7 @@
 #
 # A pair is: our ivshmem-server (tools/ivshmem-server) on $OUT/ivshmem.sock, and two QEMUs
 # (TCG, -m 64M), each with a virtio-net NIC and an ivshmem-doorbell (vectors=2) on that
-# socket. The NICs are joined by a QEMU socket netdev on 127.0.0.1. The server VM (app=echo,
+# socket. The NICs are joined by a QEMU UDP socket netdev on 127.0.0.1. The server VM (app=echo,
 # app=sink or app=floor-server; else vm1) starts first and listens on the link; the client VM
 # starts once the server printed its `{"event":"ready"}` line, and connects. Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
 # Each VM's serial goes to $OUT/vmN.log and to stdout as `vmN| <line>`. Control lines of
@@ -53,9 +53,9 @@ target/); QEMU_ACCEL (default tcg).
 EOF
 }
 
-# pair_free_port: prints a TCP port on 127.0.0.1 that was free a moment ago.
+# pair_free_port udp: prints a UDP port on 127.0.0.1 that was free a moment ago.
 pair_free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 # pair_build [image-var]: builds the release kernel image and the ivshmem server; sets
@@ -219,13 +219,21 @@ pair_run() {
     # QEMU listens on the link).
     local first=1 second=0
     [[ " $vm0 " =~ \ app=(echo|sink|floor-server)\  && ! " $vm1 " =~ \ app=(echo|sink|floor-server)\  ]] && { first=0; second=1; }
-    local port dump=() netl=() netc=() net0=()
+    local dump=() netl=() netc=() net0=()
     PAIR_VM_ON=(1 1)
     [[ $only0 -eq 1 ]] && PAIR_VM_ON=(1 0)
     if [[ $only0 -eq 0 ]]; then
-        port="$(pair_free_port)"
-        netl=(-netdev "socket,id=n0,listen=127.0.0.1:$port")
-        netc=(-netdev "socket,id=n0,connect=127.0.0.1:$port")
+        # UDP between two fixed ports, not a TCP connection: QEMU (7.2) sets TCP_NODELAY
+        # only on the connecting side of a TCP `socket` netdev, so the listener's frames met
+        # Nagle + the host's delayed ACK (40 ms) whenever it sent more than one frame in a
+        # row (16 KiB ping-pong p50 44 ms). (A Unix `stream` netdev avoids Nagle too, but
+        # QEMU 7.2 corrupts its heap when a client reconnects: --rejoin.)
+        local port1 port2
+        port1="$(pair_free_port udp)"
+        port2="$(pair_free_port udp)"
+        while [[ "$port2" == "$port1" ]]; do port2="$(pair_free_port udp)"; done
+        netl=(-netdev "socket,id=n0,udp=127.0.0.1:$port2,localaddr=127.0.0.1:$port1")
+        netc=(-netdev "socket,id=n0,udp=127.0.0.1:$port1,localaddr=127.0.0.1:$port2")
     else
         # Two NICs on one QEMU hub: client and server inside one image (app=loopback).
         net0=(-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01

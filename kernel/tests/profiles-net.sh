@@ -31,20 +31,26 @@ post_net_loop() {
 # ---------------------------------------------------------------- net_pair
 # Two VMs: the runner's VM is the client (app=stream); pre_ starts the server VM
 # (app=sink) from the same image with its own QEMU, joined to the client's NIC by a QEMU
-# socket netdev on 127.0.0.1. filter-dump records the link on the client side. post_
+# UDP socket netdev on 127.0.0.1 (a TCP one puts Nagle on the listener's side: QEMU sets
+# TCP_NODELAY only when connecting; see scripts/pair.sh). filter-dump records the link on the client side. post_
 # checks the server VM's verdict and the SMC option per port (kernel/tests/net_pair.rs).
 # Uses the runner's `image` variable and `base_args` function (qemu-run.sh cmd_runner).
 NET_PAIR_SERVER_PID=""
 
+NET_PAIR_PORTS=()
+
 net_pair_free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 profile_net_pair() {
-    NET_PAIR_PORT="$(net_pair_free_port)"
+    NET_PAIR_PORTS=("$(net_pair_free_port)" "$(net_pair_free_port)")
+    while [[ "${NET_PAIR_PORTS[1]}" == "${NET_PAIR_PORTS[0]}" ]]; do
+        NET_PAIR_PORTS[1]="$(net_pair_free_port)"
+    done
     CMDLINE="ip=10.0.1.1/24 peer=10.0.1.2 app=stream size=16M port=5000 smc=on"
     QEMU_ARGS+=(
-        -netdev "socket,id=n0,connect=127.0.0.1:$NET_PAIR_PORT"
+        -netdev "socket,id=n0,udp=127.0.0.1:${NET_PAIR_PORTS[1]},localaddr=127.0.0.1:${NET_PAIR_PORTS[0]}"
         -device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:01
         -object "filter-dump,id=dump0,netdev=n0,file=$RUN_DIR/net_pair.pcap"
     )
@@ -61,7 +67,7 @@ pre_net_pair() {
         -chardev "file,id=console,path=$server_log" -serial chardev:console \
         -kernel "$image" \
         -append "ip=10.0.1.2/24 peer=10.0.1.1 app=sink size=16M port=5000 smc=on" \
-        -netdev "socket,id=n0,listen=127.0.0.1:$NET_PAIR_PORT" \
+        -netdev "socket,id=n0,udp=127.0.0.1:${NET_PAIR_PORTS[0]},localaddr=127.0.0.1:${NET_PAIR_PORTS[1]}" \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:02 \
         </dev/null >"$RUN_DIR/server-qemu.log" 2>&1 &
     NET_PAIR_SERVER_PID=$!
