@@ -8,8 +8,7 @@
 //! [`SmcdConn::write_space`] bytes (peer ring size minus the bytes written but not yet
 //! acknowledged by the peer's consumer cursor) into the peer's ring at `32 + prod.count`,
 //! wrapping at the ring end (one or two `move_data` calls with signal off), then writes
-//! the 32-byte CDC at offset 0 (signalled when the peer may be asleep: "Signal
-//! suppression" below). `write_blocked` goes into that CDC when
+//! the 32-byte CDC at offset 0 with signal on. `write_blocked` goes into that CDC when
 //! the caller wanted to write at least as much as the space. There is no send buffer
 //! inside the connection: in both modes the window is the peer's free ring space, and
 //! space is freed only when the peer's consumer cursor advances. In **no-copy** mode
@@ -33,33 +32,12 @@
 //! where Linux uses a cursor difference that only fires after the producer wrapped; this
 //! changes timing only, never the format.
 //!
-//! **Signal suppression** (a deviation in *when* we signal, not in the format; no new
-//! flag): a data CDC (from [`SmcdConn::write`]/[`SmcdConn::commit`]) raises the signal
-//! only when the peer may be asleep, i.e. when the peer's consumer cursor, re-loaded
-//! from our own DMB after our CDC store, equals our producer cursor *before* this write
-//! (the peer had consumed everything we had sent). Otherwise the peer still has unread
-//! data and will come back without a signal. The reader side's duty, in
-//! [`SmcdConn::prepare_wait_read`] (run by [`SmcdConn::read`] before it reports
-//! `WouldBlock`, and by the socket layer's `peek` on an empty window): publish its
-//! consumer cursor (a CDC **without** signal, only if the peer does not have it yet),
-//! then re-read its own CDC. Race argument (Dekker, both sides with a `SeqCst` fence
-//! between their store and their load): sender `store prod; fence; load cons`,
-//! reader `store cons; fence; load prod`. Either the sender sees the reader's drained
-//! cursor and signals, or the reader's re-read sees the new producer cursor and does
-//! not sleep (both may happen: one spurious signal, harmless). A reader that never
-//! reaches `WouldBlock` never sleeps; a reader whose cursor was published with an
-//! earlier CDC (e.g. the reply in a ping-pong) needs no new CDC, only the re-read. A
-//! Linux peer signals every CDC anyway, and our unsignalled cursor publication is a
-//! plain CDC it processes on its next poll. Close/abort CDCs and consumer-cursor
-//! updates always signal.
-//!
 //! **Close and abort** follow the Linux state table (§5); every transition goes through
 //! one `set_state` that traces `old=>new`. Urgent data (MSG_OOB) is not implemented: the
 //! urgent flags are never sent and are ignored on receive.
 
 use core::cmp::min;
 use core::fmt;
-use core::sync::atomic::{fence, Ordering};
 
 use crate::cursor::{Cursor, CursorError, RingSize, DMB_HEADER_LEN};
 use crate::ism::{Dmb, DmbToken, IsmDevice, IsmError};
@@ -208,7 +186,7 @@ pub struct ConnCounters {
     pub bytes_tx: u64,
     /// Payload bytes consumed by the application.
     pub bytes_rx: u64,
-    /// CDCs written to the peer.
+    /// CDCs written to the peer (each with a signal).
     pub cdc_tx: u64,
     /// New CDCs found in the own DMB by `poll`.
     pub cdc_rx: u64,
@@ -224,10 +202,6 @@ pub struct ConnCounters {
     pub would_block: u64,
     /// Consumer-update requests from the peer that were answered.
     pub cons_upd_req_rx: u64,
-    /// Data CDCs written without a signal (the peer was still reading).
-    pub signals_suppressed: u64,
-    /// Signal-less CDCs published before reporting `WouldBlock` to a reader.
-    pub wait_publishes: u64,
 }
 
 /// What a [`SmcdConn::poll`] found.
@@ -286,8 +260,6 @@ pub struct SmcdConn<D: IsmDevice> {
     last_rx: Option<CdcRepr>,
 
     reservation: Option<Reservation>,
-    /// Accumulated outcome of the re-reads done before reporting `WouldBlock`.
-    wait_news: PollOutcome,
     state: State,
     app_closed: bool,
     final_close_sent: bool,
@@ -358,7 +330,6 @@ impl<D: IsmDevice> SmcdConn<D> {
             rx_conn_flags: ConnStateFlags::empty(),
             last_rx: None,
             reservation: None,
-            wait_news: PollOutcome::default(),
             state: State::Active,
             app_closed: false,
             final_close_sent: false,
@@ -530,12 +501,11 @@ impl<D: IsmDevice> SmcdConn<D> {
         }
         let n = min(buf.len(), space as usize) as u32;
         self.put_data(dev, &buf[..n as usize])?;
-        let prod_before = self.prod;
         self.prod = self.prod.advance(n, self.peer_ring);
         self.counters.bytes_tx += u64::from(n);
         self.tx_prod_flags
             .set(ProducerFlags::WRITE_BLOCKED, wanted_at_least_space);
-        self.send_data_cdc(dev, prod_before)?;
+        self.send_cdc(dev)?;
         Ok(n as usize)
     }
 
@@ -570,37 +540,6 @@ impl<D: IsmDevice> SmcdConn<D> {
     /// Writes our CDC (current cursors and flags) to the peer's DMB offset 0 with a
     /// signal. On failure the connection is aborted locally (§4.5).
     fn send_cdc(&mut self, dev: &D) -> Result<(), ConnError> {
-        self.write_cdc(dev, true)
-    }
-
-    /// The CDC that publishes new data (`prod_before` = our producer cursor before
-    /// it): signalled only when the peer may be asleep. See "Signal suppression" in the
-    /// module documentation for why no wake-up is lost.
-    fn send_data_cdc(&mut self, dev: &D, prod_before: Cursor) -> Result<(), ConnError> {
-        self.write_cdc(dev, false)?;
-        // Our CDC store above, then this load of the peer's consumer cursor (Dekker
-        // pairing with `prepare_wait_read` on the peer: its cursor store, then its
-        // load of our producer cursor).
-        fence(Ordering::SeqCst);
-        let peer_drained = match CdcRepr::load(&self.own.memory, 0) {
-            Ok(repr) => repr.cons == prod_before,
-            // Before the peer's first CDC its consumer cursor is zero (zeroed DMB).
-            Err(CdcError::UnknownType(0)) if self.last_rx.is_none() => prod_before == Cursor::ZERO,
-            // Unreadable: signal (the poll after it reports the problem).
-            Err(_) => true,
-        };
-        if peer_drained {
-            self.write_cdc(dev, true)?;
-            // One CDC, now with its signal: count it once.
-            self.counters.cdc_tx -= 1;
-        } else {
-            self.counters.signals_suppressed += 1;
-        }
-        Ok(())
-    }
-
-    /// Writes the CDC, with or without a signal.
-    fn write_cdc(&mut self, dev: &D, signal: bool) -> Result<(), ConnError> {
         if self.peer_unreachable {
             let reason = self.abort_reason.unwrap_or(AbortReason::PeerGone);
             return Err(ConnError::ConnectionReset(reason));
@@ -611,12 +550,10 @@ impl<D: IsmDevice> SmcdConn<D> {
             prod_flags: self.tx_prod_flags,
             conn_flags: self.tx_conn_flags,
         };
-        match dev.move_data(self.peer_token, 0, &repr.to_bytes(), signal) {
+        match dev.move_data(self.peer_token, 0, &repr.to_bytes(), true) {
             Ok(()) => {
                 self.counters.cdc_tx += 1;
-                if signal {
-                    self.counters.signals_tx += 1;
-                }
+                self.counters.signals_tx += 1;
                 self.cons_sent = self.cons;
                 Ok(())
             }
@@ -672,14 +609,13 @@ impl<D: IsmDevice> SmcdConn<D> {
         if reservation.wanted_at_least_space {
             self.counters.write_blocked += 1;
         }
-        let prod_before = self.prod;
         self.prod = self.prod.advance(n as u32, self.peer_ring);
         self.counters.bytes_tx += n as u64;
         self.tx_prod_flags.set(
             ProducerFlags::WRITE_BLOCKED,
             reservation.wanted_at_least_space,
         );
-        self.send_data_cdc(dev, prod_before)
+        self.send_cdc(dev)
     }
 
     // ----- receiving -----
@@ -692,12 +628,7 @@ impl<D: IsmDevice> SmcdConn<D> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut available = self.readable_bytes();
-        if available == 0 && !self.peer_finished_writing() {
-            self.prepare_wait_read(dev);
-            self.check_readable()?;
-            available = self.readable_bytes();
-        }
+        let available = self.readable_bytes();
         if available == 0 {
             return if self.peer_finished_writing() {
                 Ok(0)
@@ -740,40 +671,6 @@ impl<D: IsmDevice> SmcdConn<D> {
             return Ok(());
         }
         self.advance_consumer(dev, n as u32)
-    }
-
-    /// Before a reader sleeps on an empty ring: publishes our consumer cursor (a CDC
-    /// without signal, unless the peer already has it), then re-reads our CDC. After
-    /// this found nothing, the peer's next data CDC is signalled (see "Signal
-    /// suppression" in the module documentation). Returns what the re-read found.
-    pub fn prepare_wait_read(&mut self, dev: &D) -> PollOutcome {
-        if self.cons_sent != self.cons && self.may_send_updates() {
-            if self.write_cdc(dev, false).is_err() {
-                return PollOutcome {
-                    state_changed: true,
-                    ..PollOutcome::default()
-                };
-            }
-            self.counters.wait_publishes += 1;
-        }
-        // Our cursor store above, then the load of the peer's producer cursor in poll.
-        fence(Ordering::SeqCst);
-        let outcome = self.poll(dev);
-        let w = &mut self.wait_news;
-        w.new_cdc |= outcome.new_cdc;
-        w.new_bytes = w.new_bytes.saturating_add(outcome.new_bytes);
-        w.space_freed = w.space_freed.saturating_add(outcome.space_freed);
-        w.writable_again |= outcome.writable_again;
-        w.state_changed |= outcome.state_changed;
-        w.cdc_sent |= outcome.cdc_sent;
-        outcome
-    }
-
-    /// What the re-reads of [`SmcdConn::prepare_wait_read`] (also run inside
-    /// [`SmcdConn::read`]) found since the last call: the owner wakes other waiters
-    /// on it (e.g. a writer whose space was freed), as it does after a signal.
-    pub fn take_wait_news(&mut self) -> PollOutcome {
-        core::mem::take(&mut self.wait_news)
     }
 
     fn check_readable(&self) -> Result<(), ConnError> {

@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use core::task::Waker;
 use core::time::Duration;
 
-use crate::conn::{ConnCounters, ConnError, DataMode, PollOutcome, SmcdConn};
+use crate::conn::{ConnCounters, ConnError, DataMode, SmcdConn};
 use crate::counters::{ConnStats, GlobalCounters};
 use crate::ism::{Dmb, DmbToken, Gid, IsmDevice, IsmEvent};
 use crate::linkgroup::{
@@ -347,20 +347,6 @@ impl<D: IsmDevice, S: ByteStream> Socket<D, S> {
         );
         self.phase = phase;
         self.wake();
-    }
-
-    /// Wakes the waiters a data-path poll outcome concerns.
-    fn wake_on(&mut self, outcome: &PollOutcome) {
-        if outcome.new_bytes > 0 || outcome.state_changed {
-            if let Some(w) = self.read_waker.take() {
-                w.wake();
-            }
-        }
-        if outcome.space_freed > 0 || outcome.state_changed {
-            if let Some(w) = self.write_waker.take() {
-                w.wake();
-            }
-        }
     }
 
     fn wake(&mut self) {
@@ -765,7 +751,16 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
             return false;
         };
         let outcome = conn.poll(dev);
-        socket.wake_on(&outcome);
+        if outcome.new_bytes > 0 || outcome.state_changed {
+            if let Some(w) = socket.read_waker.take() {
+                w.wake();
+            }
+        }
+        if outcome.space_freed > 0 || outcome.state_changed {
+            if let Some(w) = socket.write_waker.take() {
+                w.wake();
+            }
+        }
         self.reap(handle, now);
         outcome.new_cdc
     }
@@ -1257,10 +1252,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         match &mut socket.phase {
             Phase::Smcd(conn) => {
                 let dev = &self.devices[device];
-                let result = conn.read(dev, buf);
-                let news = conn.take_wait_news();
-                socket.wake_on(&news);
-                match result {
+                match conn.read(dev, buf) {
                     Ok(n) => Ok(n),
                     Err(ConnError::WouldBlock) => Err(SocketError::WouldBlock),
                     Err(e) => Err(SocketError::Conn(e)),
@@ -1541,24 +1533,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
     /// Zero-copy receive (SMC-D): the received bytes at the read position, up to the
     /// ring end, as a window into the own DMB. Then [`Stack::consume`].
     pub fn peek(&mut self, handle: SocketHandle) -> Result<ShmSlice<'_, D::Memory>, SocketError> {
-        let device = self.device_of(handle);
-        let socket = self.sockets.get_mut(&handle).filter(|s| !s.released);
-        let socket = socket.ok_or(SocketError::InvalidHandle)?;
-        let conn = match &mut socket.phase {
-            Phase::Smcd(conn) => conn,
-            Phase::Failed(e) => return Err(*e),
-            Phase::Fallback => return Err(SocketError::NotSmcd),
-            _ => return Err(SocketError::WouldBlock),
-        };
-        if conn.readable_bytes() == 0 && !conn.is_eof() {
-            // An empty window may precede a sleep: publish and re-read first.
-            conn.prepare_wait_read(&self.devices[device]);
-            let news = conn.take_wait_news();
-            socket.wake_on(&news);
-        }
-        let Phase::Smcd(conn) = &socket.phase else {
-            return Err(SocketError::WouldBlock);
-        };
+        let (_, conn) = self.conn_mut(handle)?;
         conn.peek().map_err(map_conn)
     }
 
