@@ -195,7 +195,7 @@ fn errors_name_the_key_and_value() {
     );
     assert_eq!(
         err("app=ftp"),
-        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink, loopback, floor, floor-server or selftest"
+        "malformed value for 'app': 'ftp': expected echo, pingpong, stream, sink, loopback, loopback-pingpong, floor, floor-server or selftest"
     );
     assert_eq!(
         err("size=12T"),
