@@ -20,14 +20,19 @@ use crate::smc::Smc;
 type Task<'a> =
     Pin<Box<dyn Future<Output = Result<(StreamOutcome, Option<Transport>), AppError>> + 'a>>;
 
-/// Runs `conns` stream connections from the second interface to the first.
-pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
-    let server_addr = smc
+/// The first interface's address: where the in-image server listens.
+fn server_address(smc: &Smc) -> Result<core::net::Ipv4Addr, AppError> {
+    Ok(smc
         .interfaces()
         .first()
         .ok_or(AppError::Config("no interface"))?
         .address()
-        .address;
+        .address)
+}
+
+/// Runs `conns` stream connections from the second interface to the first.
+pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
+    let server_addr = server_address(smc)?;
     let mut listener = smc.bind(c.port)?;
     Report::new("ready", c.name)
         .u64("port", u64::from(c.port))
@@ -119,12 +124,7 @@ pub async fn loopback(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
 /// one, concurrently; fails if either fails or (with `smc=on`) the client's connections
 /// did not all use SMC-D.
 pub async fn loopback_pingpong(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
-    let server_addr = smc
-        .interfaces()
-        .first()
-        .ok_or(AppError::Config("no interface"))?
-        .address()
-        .address;
+    let server_addr = server_address(smc)?;
     let server = super::echo::echo(smc, AppConfig { name: "echo", ..c });
     let client = super::pingpong::pingpong(
         smc,
