@@ -24,6 +24,7 @@ pub mod platform;
 // Base: boot hand-over, CPU tables, memory, console, tests.
 pub mod gdt;
 pub mod interrupts;
+pub mod mem;
 pub mod memory;
 pub mod mmio;
 pub mod qemu;
