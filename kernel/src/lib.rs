@@ -33,6 +33,7 @@ pub mod testing;
 
 // SMC-D sockets over the network and ISM devices, and the apps using them.
 pub mod apps;
+pub mod shm_verify;
 pub mod smc;
 
 use boot::BootInfo;

@@ -37,7 +37,7 @@ use core::future::poll_fn;
 use core::future::Future;
 use core::net::Ipv4Addr;
 use core::pin::pin;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
@@ -47,7 +47,7 @@ use smcd::counters::{ConnStats, GlobalCounters, JsonObject};
 use smcd::ism::{Dmb, DmbToken, Gid, IsmDevice, IsmError, IsmEvent};
 use smcd::loopback::LoopbackIsm;
 use smcd::negotiate::{Ipv4Cidr as ClcIpv4Cidr, LocalConfig};
-use smcd::shm::{HeapMemory, SharedMemory, ShmError};
+use smcd::shm::{HeapMemory, SharedMemory, ShmError, ShmSlice};
 use smcd::socket::{SocketError, SocketHandle, Stack, StackOptions, Transport};
 use smcd::stream::{ByteStream, StreamError};
 use smcd::wire::clc::Eid;
@@ -100,17 +100,33 @@ impl SharedMemory for KernelMemory {
     }
 
     fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
-        match self {
+        let t0 = clock::rdtsc();
+        let r = match self {
             KernelMemory::Heap(m) => m.read(offset, buf),
             KernelMemory::Region(m) => m.read(offset, buf),
-        }
+        };
+        SHM_COPIES.count(
+            &SHM_COPIES.read_bytes,
+            &SHM_COPIES.read_cycles,
+            buf.len(),
+            t0,
+        );
+        r
     }
 
     fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
-        match self {
+        let t0 = clock::rdtsc();
+        let r = match self {
             KernelMemory::Heap(m) => m.write(offset, data),
             KernelMemory::Region(m) => m.write(offset, data),
-        }
+        };
+        SHM_COPIES.count(
+            &SHM_COPIES.write_bytes,
+            &SHM_COPIES.write_cycles,
+            data.len(),
+            t0,
+        );
+        r
     }
 
     fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), ShmError> {
@@ -132,6 +148,55 @@ impl SharedMemory for KernelMemory {
             KernelMemory::Heap(m) => m.store_u64(offset, value, order),
             KernelMemory::Region(m) => m.store_u64(offset, value, order),
         }
+    }
+}
+
+/// Bytes and TSC cycles of the data copies into and out of DMBs (every
+/// [`KernelMemory`] `read`/`write`: the stack's data path; CDCs go through `move_data`
+/// and atomics, not counted here), for the apps' `profile` objects.
+struct ShmCopies {
+    read_bytes: AtomicU64,
+    read_cycles: AtomicU64,
+    write_bytes: AtomicU64,
+    write_cycles: AtomicU64,
+}
+
+impl ShmCopies {
+    fn count(&self, bytes: &AtomicU64, cycles: &AtomicU64, len: usize, t0: u64) {
+        let dt = clock::rdtsc().saturating_sub(t0);
+        bytes.fetch_add(len as u64, Ordering::Relaxed);
+        cycles.fetch_add(dt, Ordering::Relaxed);
+    }
+}
+
+static SHM_COPIES: ShmCopies = ShmCopies {
+    read_bytes: AtomicU64::new(0),
+    read_cycles: AtomicU64::new(0),
+    write_bytes: AtomicU64::new(0),
+    write_cycles: AtomicU64::new(0),
+};
+
+/// Totals of the DMB data copies so far (see [`shm_copies`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShmCopyTotals {
+    /// Bytes copied out of DMBs (reads).
+    pub read_bytes: u64,
+    /// TSC cycles spent in those reads.
+    pub read_cycles: u64,
+    /// Bytes copied into DMBs (writes).
+    pub write_bytes: u64,
+    /// TSC cycles spent in those writes.
+    pub write_cycles: u64,
+}
+
+/// Bytes and TSC cycles of every DMB data copy (own and attached DMBs, both devices)
+/// since boot; apps take deltas.
+pub fn shm_copies() -> ShmCopyTotals {
+    ShmCopyTotals {
+        read_bytes: SHM_COPIES.read_bytes.load(Ordering::Relaxed),
+        read_cycles: SHM_COPIES.read_cycles.load(Ordering::Relaxed),
+        write_bytes: SHM_COPIES.write_bytes.load(Ordering::Relaxed),
+        write_cycles: SHM_COPIES.write_cycles.load(Ordering::Relaxed),
     }
 }
 
@@ -866,6 +931,7 @@ impl Smc {
             handle,
             tcp: bytes,
             closed: false,
+            profile: IoProfile::default(),
         }
     }
 
@@ -972,6 +1038,21 @@ pub struct SmcStream {
     handle: SocketHandle,
     tcp: Rc<TcpBytes>,
     closed: bool,
+    profile: IoProfile,
+}
+
+/// Where a connection's blocking socket calls (read, write, shutdown) spent their time,
+/// in TSC cycles ([`SmcStream::io_profile`]; the apps' `profile` objects).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoProfile {
+    /// Stack operations run, would-block attempts included.
+    pub ops: u64,
+    /// Cycles inside them: DMB copies, CDCs, the polls of spinning waiters.
+    pub op_cycles: u64,
+    /// Times a call went to sleep on its waker.
+    pub sleeps: u64,
+    /// Cycles from going to sleep until the executor polled the call again.
+    pub sleep_cycles: u64,
 }
 
 /// Which direction a blocked operation waits for.
@@ -1019,6 +1100,11 @@ impl SmcStream {
         (self.tcp.tx.get(), self.tcp.rx.get())
     }
 
+    /// Time spent in this connection's blocking calls so far.
+    pub fn io_profile(&self) -> IoProfile {
+        self.profile
+    }
+
     /// Waits for the end of the handshake.
     async fn established(&mut self) -> Result<Transport, SmcError> {
         let smc = self.smc;
@@ -1055,9 +1141,18 @@ impl SmcStream {
         let spin = smc.spin.get();
         let mut spin_until: Option<clock::Instant> = None;
         let mut spins: u32 = 0;
+        let mut profile = self.profile;
+        let mut asleep_since: Option<u64> = None;
         let result = poll_fn(|cx| loop {
             let mut stack = smc.stack.borrow_mut();
-            match op(&mut stack, handle) {
+            let t0 = clock::rdtsc();
+            if let Some(t) = asleep_since.take() {
+                profile.sleep_cycles += t0.saturating_sub(t);
+            }
+            let r = op(&mut stack, handle);
+            profile.ops += 1;
+            profile.op_cycles += clock::rdtsc().saturating_sub(t0);
+            match r {
                 Err(SocketError::WouldBlock) => {
                     if !spin.is_zero() {
                         let until =
@@ -1086,6 +1181,8 @@ impl SmcStream {
                         Dir::Write => stack.register_write_waker(handle, cx.waker()),
                     }
                     spin_until = None;
+                    profile.sleeps += 1;
+                    asleep_since = Some(clock::rdtsc());
                     return Poll::Pending;
                 }
                 r => {
@@ -1097,6 +1194,7 @@ impl SmcStream {
             }
         })
         .await;
+        self.profile = profile;
         // A write, read (consumer update) or close may need the driver (loopback peer,
         // fallback flush).
         smc.kick();
@@ -1134,6 +1232,50 @@ impl SmcStream {
         let r = self.smc.stack.borrow_mut().abort(self.handle, now());
         self.smc.kick();
         r.map_err(SmcError::Socket)
+    }
+
+    /// Zero-copy receive (SMC-D, no-copy mode, §4.6): waits until received bytes (or the
+    /// end of stream) are there, calls `f` with up to `max` of them as a window into the
+    /// own DMB (never past the ring end), then consumes the whole window (the consumer
+    /// cursor moves, as after a `read` of that many bytes). Returns the window length;
+    /// `Ok(0)` at end of stream (or with `max` 0).
+    ///
+    /// # Errors
+    /// The socket's error; `SocketError::NotSmcd` on a TCP-fallback connection (use
+    /// `read` there).
+    pub async fn read_in_place(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&ShmSlice<'_, KernelMemory>),
+    ) -> Result<usize, SmcError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.blocking(Dir::Read, |s, h| {
+            let n = {
+                let window = s.peek(h)?;
+                let n = window.len().min(max);
+                if n > 0 {
+                    f(&window.subslice(0, n).map_err(|e| {
+                        SocketError::Conn(smcd::conn::ConnError::ConnectionReset(
+                            smcd::conn::AbortReason::ShmAccess(e),
+                        ))
+                    })?);
+                }
+                n
+            };
+            if n > 0 {
+                s.consume(h, n)?;
+                Ok(n)
+            } else if s.readable(h) {
+                // Nothing to peek but readable: the end of the stream (an error would
+                // have come from `peek`).
+                Ok(0)
+            } else {
+                Err(SocketError::WouldBlock)
+            }
+        })
+        .await
     }
 
     /// Reads until `buf` is full or end of stream; returns the bytes read.

@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::Future;
@@ -17,7 +18,8 @@ use super::{
 };
 use crate::clock;
 use crate::cmdline::Verify;
-use crate::smc::{Smc, SmcStream};
+use crate::shm_verify::{check_window, SAMPLE_HEAD_LEN};
+use crate::smc::{self as smc_sys, IoProfile, ShmCopyTotals, Smc, SmcStream};
 use smcd::socket::Transport;
 
 /// What one end of a stream connection saw.
@@ -37,10 +39,6 @@ pub struct StreamOutcome {
 
 /// Bytes the sink looks at to recognise the sender's stream number.
 const HEAD_LEN: usize = 8;
-/// `verify=sample`: the sink recognises the stream from bytes 8..16 (bytes 0..8 are the
-/// stamp of offset 0; the sender's buffer holds the pattern from offset 0 elsewhere, so
-/// this works when `chunk` is at least 16 bytes, else the stream number is the local one).
-const SAMPLE_HEAD_LEN: usize = 16;
 /// Stream numbers the sink tries.
 const MAX_STREAMS: u32 = 4096;
 
@@ -68,6 +66,74 @@ fn verify_name(v: Verify) -> &'static str {
 /// Bytes per second of `bytes` moved in `ns` nanoseconds.
 pub fn bytes_per_sec(bytes: u64, ns: u64) -> u64 {
     (u128::from(bytes) * 1_000_000_000 / u128::from(ns.max(1))) as u64
+}
+
+/// Nanoseconds of `cycles` TSC cycles.
+fn cycles_ns(cycles: u64) -> u64 {
+    (u128::from(cycles) * 1_000_000_000 / u128::from(clock::tsc_hz().max(1))) as u64
+}
+
+/// Where one connection's measured time went: the `profile` object of the stream and
+/// sink result lines (issue 6 profiling). From the measurement start (sender: before
+/// the first write; sink: the first received byte) to its end:
+/// - `app_ns` under `app_key` (`"prep_ns"`: stamping/filling the send buffer;
+///   `"verify_ns"`: checking received bytes),
+/// - `op_ns`/`ops`: inside the stack's read/write/shutdown calls (DMB copies, CDCs),
+/// - `sleep_ns`/`sleeps`: those calls asleep until their wake-up,
+/// - `copy_in_*`/`copy_out_*`: the DMB data copies (heap->shm writes, shm->heap reads)
+///   of ALL connections of this VM in that time (part of `op_ns`),
+/// - `rest_ns`: the remainder (executor, the app's loop).
+///
+/// A zero-copy sink checks the bytes inside its read call: that part of `verify_ns` is
+/// also in `op_ns` (and counted once in `rest_ns`).
+#[derive(Clone, Copy)]
+struct Profiler {
+    io: IoProfile,
+    copies: ShmCopyTotals,
+    app_cycles: u64,
+    /// Part of `app_cycles` spent inside stack calls (zero-copy verification).
+    app_in_op_cycles: u64,
+}
+
+impl Profiler {
+    fn start(s: &SmcStream) -> Self {
+        Profiler {
+            io: s.io_profile(),
+            copies: smc_sys::shm_copies(),
+            app_cycles: 0,
+            app_in_op_cycles: 0,
+        }
+    }
+
+    /// Runs `f`, counting its time as the app's own work.
+    fn app<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let t0 = clock::rdtsc();
+        let r = f();
+        self.app_cycles += clock::rdtsc().saturating_sub(t0);
+        r
+    }
+
+    fn json(&self, s: &SmcStream, elapsed_ns: u64, app_key: &str) -> String {
+        let io = s.io_profile();
+        let c = smc_sys::shm_copies();
+        let app_ns = cycles_ns(self.app_cycles);
+        let op_ns = cycles_ns(io.op_cycles - self.io.op_cycles);
+        let sleep_ns = cycles_ns(io.sleep_cycles - self.io.sleep_cycles);
+        alloc::format!(
+            "{{\"elapsed_ns\":{elapsed_ns},\"{app_key}\":{app_ns},\"op_ns\":{op_ns},\
+             \"ops\":{},\"sleep_ns\":{sleep_ns},\"sleeps\":{},\"copy_in_bytes\":{},\
+             \"copy_in_ns\":{},\"copy_out_bytes\":{},\"copy_out_ns\":{},\"rest_ns\":{}}}",
+            io.ops - self.io.ops,
+            io.sleeps - self.io.sleeps,
+            c.write_bytes - self.copies.write_bytes,
+            cycles_ns(c.write_cycles - self.copies.write_cycles),
+            c.read_bytes - self.copies.read_bytes,
+            cycles_ns(c.read_cycles - self.copies.read_cycles),
+            elapsed_ns.saturating_sub(
+                app_ns - cycles_ns(self.app_in_op_cycles).min(app_ns) + op_ns + sleep_ns
+            ),
+        )
+    }
 }
 
 fn stream_size(c: &AppConfig) -> u64 {
@@ -107,16 +173,19 @@ async fn send_conn(
         hash = Fnv1a(0);
     }
     let irq_before = smc.interrupts();
+    let mut prof = Profiler::start(s);
     let t0 = clock::now();
     let mut sent = 0u64;
     while sent < size {
         let n = (size - sent).min(chunk as u64) as usize;
-        if sample {
-            stamp_sample(sent, &mut buf[..n]);
-        } else {
-            fill_pattern(conn, sent, &mut buf[..n]);
-            hash.update(&buf[..n]);
-        }
+        prof.app(|| {
+            if sample {
+                stamp_sample(sent, &mut buf[..n]);
+            } else {
+                fill_pattern(conn, sent, &mut buf[..n]);
+                hash.update(&buf[..n]);
+            }
+        });
         write_all(s, &buf[..n]).await?;
         sent += n as u64;
     }
@@ -148,6 +217,7 @@ async fn send_conn(
         .hex("hash", hash.0)
         .u64("mismatches", 0)
         .irq_deltas(smc, irq_before)
+        .raw("profile", &prof.json(s, elapsed_ns, "prep_ns"))
         .conn_stats(s)
         .emit();
     Ok(outcome)
@@ -175,7 +245,15 @@ async fn receive_conn(
 ) -> Result<StreamOutcome, AppError> {
     // 256 KiB for one connection, less when many share the heap (at least 32 KiB).
     let buf_len = ((4usize << 20) / c.conns.max(1) as usize).clamp(32 << 10, 256 << 10);
-    let mut buf = vec![0u8; buf_len];
+    // verify=sample over SMC-D: zero-copy receive (the stamps are read in place from the
+    // own DMB, nothing else is copied out); `buf_len` then bounds each window.
+    let in_place =
+        c.verify == Verify::Sample && matches!(s.transport(), Some(Transport::Smcd { .. }));
+    let mut buf = if in_place {
+        Vec::new()
+    } else {
+        vec![0u8; buf_len]
+    };
     let mut hash = Fnv1a::default();
     let mut got = 0u64;
     let mut mismatches = 0u64;
@@ -191,12 +269,41 @@ async fn receive_conn(
         hash = Fnv1a(0);
     }
     let irq_before = smc.interrupts();
+    let mut prof = Profiler::start(s);
     loop {
+        if in_place {
+            let mut window_mismatches = 0;
+            let mut check_cycles = 0;
+            let n = s
+                .read_in_place(buf_len, |w| {
+                    let t = clock::rdtsc();
+                    window_mismatches = check_window(got, w, &mut sample_head, &mut head_len);
+                    check_cycles = clock::rdtsc().saturating_sub(t);
+                })
+                .await?;
+            if n == 0 {
+                break;
+            }
+            if t0.is_none() {
+                t0 = Some(clock::now());
+                prof = Profiler::start(s);
+            } else {
+                prof.app_cycles += check_cycles;
+                prof.app_in_op_cycles += check_cycles;
+            }
+            mismatches += window_mismatches;
+            got += n as u64;
+            continue;
+        }
         let n = s.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        t0.get_or_insert_with(clock::now);
+        if t0.is_none() {
+            t0 = Some(clock::now());
+            prof = Profiler::start(s);
+        }
+        let t_verify = clock::rdtsc();
         if sample {
             // Only the stamps are checked (works for reads straddling a stamp).
             mismatches += count_sample_mismatches(got, &buf[..n]);
@@ -204,6 +311,7 @@ async fn receive_conn(
             sample_head[head_len..head_len + take].copy_from_slice(&buf[..take]);
             head_len += take;
             got += n as u64;
+            prof.app_cycles += clock::rdtsc().saturating_sub(t_verify);
             continue;
         }
         hash.update(&buf[..n]);
@@ -225,6 +333,7 @@ async fn receive_conn(
             mismatches += count_mismatches(id, offset, data);
         }
         got += n as u64;
+        prof.app_cycles += clock::rdtsc().saturating_sub(t_verify);
     }
     let stream_id = match stream_id {
         Some(id) => id,
@@ -266,9 +375,11 @@ async fn receive_conn(
         .u64("elapsed_ns", elapsed_ns)
         .u64("bytes_per_sec", bytes_per_sec(got, elapsed_ns))
         .str("verify", verify_name(c.verify))
+        .bool("in_place", in_place)
         .hex("hash", hash.0)
         .u64("mismatches", mismatches)
         .irq_deltas(smc, irq_before)
+        .raw("profile", &prof.json(s, elapsed_ns, "verify_ns"))
         .conn_stats(s)
         .emit();
     if mismatches > 0 || c.size.is_some_and(|size| size != got) {
