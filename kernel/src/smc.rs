@@ -694,65 +694,97 @@ pub fn init(
     Ok(smc)
 }
 
-/// Finds the ivshmem-doorbell function and brings up its ISM: MSI-X entry 0 (control)
-/// and 1 (DMB signal) to executor events, BAR0 uncached, BAR2 write-back. `Ok(None)`
-/// without such a function (or one without doorbells: ivshmem-plain).
-fn ivshmem_bring_up() -> Result<Option<(HwIsm, IvshmemIrq)>, SmcError> {
+/// An ivshmem-doorbell function made usable: BAR0 mapped uncached, BAR2 write-back,
+/// memory decoding and bus mastering on, MSI-X entries routed to executor events.
+pub struct MappedIvshmem {
+    /// The device over the two mappings.
+    pub device: IvshmemDevice,
+    /// The MSI-X table, enabled; keep it for the run (entries stay programmed).
+    pub table: MsixTable,
+    /// The interrupt event of MSI-X entry `i`, for `i` below the `entries` asked for.
+    pub events: Vec<&'static InterruptEvent>,
+    /// Physical address of BAR2.
+    pub bar2: u64,
+}
+
+/// Finds the ivshmem-doorbell function and maps it (protocol-reference §7): MSI-X
+/// entries `0..entries` each to a fresh executor interrupt event (unmasked, table
+/// enabled), BAR0 uncached, BAR2 write-back (host RAM shared with the other VMs).
+/// `Ok(None)` without such a function, or for one without `entries` MSI-X entries
+/// (ivshmem-plain; logged). Used by the SMC system and by the floor apps (which run
+/// without it).
+///
+/// # Errors
+/// What failed, when the function is there but cannot be brought up.
+pub fn ivshmem_map(entries: u16) -> Result<Option<MappedIvshmem>, &'static str> {
     let Some(dev) = pci::find(VENDOR_ID, DEVICE_ID).next() else {
         return Ok(None);
     };
     let Ok(mut table) = MsixTable::new(dev) else {
-        log::info!("smc: ivshmem without MSI-X (ivshmem-plain) ignored");
+        log::info!("ivshmem without MSI-X (ivshmem-plain) ignored");
         return Ok(None);
     };
-    if table.len() < MSIX_ENTRIES {
-        log::info!("smc: ivshmem with {} MSI-X entries ignored", table.len());
+    if table.len() < entries {
+        log::info!("ivshmem with {} MSI-X entries ignored", table.len());
         return Ok(None);
     }
-    let (bar0, bar0_size) = dev.memory_bar(0).ok_or(SmcError::Ivshmem("no BAR0"))?;
-    let (bar2, bar2_size) = dev.memory_bar(2).ok_or(SmcError::Ivshmem("no BAR2"))?;
+    let (bar0, bar0_size) = dev.memory_bar(0).ok_or("no BAR0")?;
+    let (bar2, bar2_size) = dev.memory_bar(2).ok_or("no BAR2")?;
     dev.enable_memory_and_bus_master()
-        .map_err(|_| SmcError::Ivshmem("PCI command"))?;
-    let mut events = [None, None];
-    for (entry, slot) in (0..MSIX_ENTRIES).zip(events.iter_mut()) {
-        let (vector, event) =
-            executor::allocate_interrupt().ok_or(SmcError::Ivshmem("no free vector"))?;
+        .map_err(|_| "PCI command")?;
+    let mut events = Vec::with_capacity(usize::from(entries));
+    for entry in 0..entries {
+        let (vector, event) = executor::allocate_interrupt().ok_or("no free vector")?;
         table
             .set_vector(entry, vector)
             .and_then(|()| table.unmask(entry))
-            .map_err(|_| SmcError::Ivshmem("MSI-X entry"))?;
-        *slot = Some(event);
+            .map_err(|_| "MSI-X entry")?;
+        events.push(event);
     }
-    table
-        .enable()
-        .map_err(|_| SmcError::Ivshmem("MSI-X enable"))?;
-    let regs =
-        crate::memory::map_mmio(bar0, bar0_size).map_err(|_| SmcError::Ivshmem("map BAR0"))?;
+    table.enable().map_err(|_| "MSI-X enable")?;
+    let regs = crate::memory::map_mmio(bar0, bar0_size).map_err(|_| "map BAR0")?;
     // BAR2 is host RAM shared with the other VMs: write-back like RAM.
-    let region = crate::memory::map_mmio_cached(bar2, bar2_size)
-        .map_err(|_| SmcError::Ivshmem("map BAR2"))?;
+    let region = crate::memory::map_mmio_cached(bar2, bar2_size).map_err(|_| "map BAR2")?;
     // SAFETY: `regs` maps this device's BAR0 uncached and `region` its whole BAR2, both
     // for the rest of the run (mappings are never removed); only the device handle made
-    // here accesses them.
+    // here accesses them (one caller per boot: the SMC system or a floor app).
     let device = unsafe { IvshmemDevice::new(regs as usize, region as usize, bar2_size as usize) }
-        .ok_or(SmcError::Ivshmem("misaligned BARs"))?;
-    let rng = RdRandRng::new().ok_or(SmcError::Ivshmem("no RDRAND"))?;
-    let ism = device.into_ism(rng, table.len()).map_err(|e| {
-        log::error!("smc: ivshmem: {e}");
-        SmcError::Ivshmem("ISM bring-up failed")
-    })?;
-    let (Some(control), Some(signal)) = (events[0], events[1]) else {
+        .ok_or("misaligned BARs")?;
+    Ok(Some(MappedIvshmem {
+        device,
+        table,
+        events,
+        bar2,
+    }))
+}
+
+/// Brings up the ivshmem ISM over [`ivshmem_map`]: MSI-X entry 0 (control) and 1 (DMB
+/// signal). `Ok(None)` without a usable ivshmem-doorbell.
+fn ivshmem_bring_up() -> Result<Option<(HwIsm, IvshmemIrq)>, SmcError> {
+    let Some(mapped) = ivshmem_map(MSIX_ENTRIES).map_err(SmcError::Ivshmem)? else {
+        return Ok(None);
+    };
+    let (Some(&control), Some(&signal)) = (mapped.events.first(), mapped.events.get(1)) else {
         return Err(SmcError::Ivshmem("no vectors"));
     };
+    let size = mapped.device.region().len();
+    let rng = RdRandRng::new().ok_or(SmcError::Ivshmem("no RDRAND"))?;
+    let ism = mapped
+        .device
+        .into_ism(rng, mapped.table.len())
+        .map_err(|e| {
+            log::error!("smc: ivshmem: {e}");
+            SmcError::Ivshmem("ISM bring-up failed")
+        })?;
     log::info!(
-        "smc: ivshmem peer {} region {} bytes at {bar2:#x}",
+        "smc: ivshmem peer {} region {size} bytes at {:#x}",
         ism.peer_id(),
-        bar2_size
+        mapped.bar2
     );
     Ok(Some((
         ism,
         IvshmemIrq {
-            _table: table,
+            _table: mapped.table,
             control,
             signal,
         },

@@ -34,15 +34,14 @@
 //! | 192 | line A: client sequence number | client |
 //! | 256 | line B: server echo of A | server |
 //!
-//! The MSI-X/BAR set-up below repeats the few lines of `smc::ivshmem_bring_up` (find the
-//! function, map BAR0 uncached and BAR2 write-back, program a vector) for one entry only.
+//! The MSI-X/BAR set-up is the SMC system's ([`smc::ivshmem_map`]), without the ISM.
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use drivers::ivshmem::device::{IvshmemDevice, DEVICE_ID, VECTOR_DMB, VENDOR_ID};
+use drivers::ivshmem::device::VECTOR_DMB;
 use drivers::ivshmem::{Bar0, Bar2Memory};
 use smcd::shm::SharedMemory;
 
@@ -50,7 +49,7 @@ use super::{AppConfig, AppError, Report};
 use crate::clock::{self, Instant};
 use crate::executor::{self, InterruptEvent};
 use crate::msix::MsixTable;
-use crate::pci;
+use crate::smc;
 
 /// Bytes of the scratch page (the region's last page).
 pub const SCRATCH_LEN: usize = 4096;
@@ -99,48 +98,27 @@ fn shm_err(_: smcd::shm::ShmError) -> AppError {
 }
 
 impl Floor {
-    /// Finds the ivshmem-doorbell function, maps it and routes MSI-X entry
-    /// [`VECTOR_DMB`] to a fresh executor interrupt event.
+    /// Maps the ivshmem-doorbell function ([`smc::ivshmem_map`], MSI-X entries up to
+    /// [`VECTOR_DMB`]) without bringing up the SMC system.
     fn bring_up() -> Result<Floor, AppError> {
-        let dev = pci::find(VENDOR_ID, DEVICE_ID)
-            .next()
-            .ok_or(err("no ivshmem device"))?;
-        let mut table =
-            MsixTable::new(dev).map_err(|_| err("ivshmem without MSI-X (needs doorbell)"))?;
-        if table.len() <= VECTOR_DMB {
-            return Err(err("ivshmem has too few MSI-X entries"));
-        }
-        let (bar0, bar0_size) = dev.memory_bar(0).ok_or(err("ivshmem: no BAR0"))?;
-        let (bar2, bar2_size) = dev.memory_bar(2).ok_or(err("ivshmem: no BAR2"))?;
-        dev.enable_memory_and_bus_master()
-            .map_err(|_| err("ivshmem: PCI command"))?;
-        let (vector, event) = executor::allocate_interrupt().ok_or(err("no free vector"))?;
-        table
-            .set_vector(VECTOR_DMB, vector)
-            .and_then(|()| table.unmask(VECTOR_DMB))
-            .and_then(|()| table.enable())
-            .map_err(|_| err("ivshmem: MSI-X set-up"))?;
-        let regs = crate::memory::map_mmio(bar0, bar0_size).map_err(|_| err("map BAR0"))?;
-        // BAR2 is host RAM shared with the other VM: write-back like RAM.
-        let region =
-            crate::memory::map_mmio_cached(bar2, bar2_size).map_err(|_| err("map BAR2"))?;
-        // SAFETY: `regs` maps this device's BAR0 uncached and `region` its whole BAR2,
-        // both for the rest of the run (mappings are never removed); only the device
-        // handle made here reaches them (no SMC system runs in a floor boot).
-        let device =
-            unsafe { IvshmemDevice::new(regs as usize, region as usize, bar2_size as usize) }
-                .ok_or(err("ivshmem: misaligned BARs"))?;
-        let region = device.region();
+        let mapped = smc::ivshmem_map(VECTOR_DMB + 1)
+            .map_err(err)?
+            .ok_or(err("no ivshmem-doorbell with MSI-X (needs doorbell)"))?;
+        let event = *mapped
+            .events
+            .get(usize::from(VECTOR_DMB))
+            .ok_or(err("ivshmem: no DMB vector"))?;
+        let region = mapped.device.region();
         if region.len() < 2 * BLOCK + SCRATCH_LEN {
             return Err(err("ivshmem region smaller than 2 MiB + 4 KiB"));
         }
         Ok(Floor {
-            regs: device.registers(),
+            regs: mapped.device.registers(),
             region,
             scratch: region.len() - SCRATCH_LEN,
-            own: device.peer_id(),
+            own: mapped.device.peer_id(),
             event,
-            _table: table,
+            _table: mapped.table,
         })
     }
 
