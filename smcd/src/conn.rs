@@ -8,7 +8,8 @@
 //! [`SmcdConn::write_space`] bytes (peer ring size minus the bytes written but not yet
 //! acknowledged by the peer's consumer cursor) into the peer's ring at `32 + prod.count`,
 //! wrapping at the ring end (one or two `move_data` calls with signal off), then writes
-//! the 32-byte CDC at offset 0 with signal on. `write_blocked` goes into that CDC when
+//! the 32-byte CDC at offset 0 (signalled when the peer may be asleep: "Signal
+//! suppression" below). `write_blocked` goes into that CDC when
 //! the caller wanted to write at least as much as the space. There is no send buffer
 //! inside the connection: in both modes the window is the peer's free ring space, and
 //! space is freed only when the peer's consumer cursor advances. In **no-copy** mode
@@ -32,12 +33,67 @@
 //! where Linux uses a cursor difference that only fires after the producer wrapped; this
 //! changes timing only, never the format.
 //!
+//! **Signal suppression** (a deviation in *when* we signal, not in the format; no new
+//! flag). A side sleeps only after an operation reported `WouldBlock`, and then wakes
+//! only on a signal. Every CDC that may end such a sleep is therefore written in
+//! `send_cdc_lazy`: stored without a signal, a `SeqCst` fence, a load of the peer's
+//! CDC from our own DMB, and the signal (the same CDC written again, counted once)
+//! only if the peer may be asleep waiting for it:
+//!
+//! - *Reader asleep* (the CDC publishes new data): the peer's consumer cursor equals
+//!   our producer cursor before this data (it had consumed everything we had sent).
+//! - *Writer asleep* (the CDC advances our consumer cursor, freeing peer space): the
+//!   peer's last CDC carries `write_blocked` (seen before the store or by the load).
+//!
+//! The sleeper's duty, before it reports `WouldBlock`: a reader
+//! ([`SmcdConn::prepare_wait_read`], run by [`SmcdConn::read`] and by the socket
+//! layer's `peek` on an empty window) publishes its consumer cursor (`send_cdc_lazy`,
+//! only if the peer does not have it yet), fences, and re-reads its own CDC; a writer
+//! ([`SmcdConn::prepare_wait_write`], run by [`SmcdConn::write`] and
+//! [`SmcdConn::reserve`] on a full window) makes sure its last CDC carries
+//! `write_blocked` (publishing one if not), fences, and re-reads its own CDC for a
+//! newer consumer cursor. Consumer-cursor updates of the §4.5 rule, close and abort
+//! CDCs always signal.
+//!
+//! Race argument (store-buffering/Dekker: each side stores, fences with `SeqCst`,
+//! then loads the other's location; at least one of the two loads sees the other's
+//! store). Reads: let the reader's last publication before it sleeps be `c` and its
+//! re-read find producer cursor `c` (empty ring). Take our first CDC whose data goes
+//! beyond `c`: its producer store is not seen by that re-read, so our load after it
+//! sees the reader's `c` (it publishes nothing newer while asleep). `prod_before <= c`
+//! (this is our first CDC beyond `c`) and `c <= prod_before` (the reader cannot have
+//! consumed what this CDC publishes), so `c == prod_before` and we signal.
+//! Writes: let the writer's re-read before it sleeps find consumer cursor `c` (no
+//! space). The reader's first CDC with a consumer cursor beyond `c` is not seen by
+//! that re-read, so the reader's load after it sees the writer's `write_blocked` (the
+//! writer stored it before its fence) and signals. All of the reader's CDCs that
+//! advance its consumer cursor either always signal or go through `send_cdc_lazy`,
+//! so there is no third path. Both loads may succeed: one spurious signal, harmless.
+//! A side that never reaches `WouldBlock` never sleeps and needs no signal.
+//!
+//! The d148cc9 version had only the read half: a writer computed "no space" from a
+//! stale consumer cursor and slept without re-reading its CDC, while the reader's
+//! signal-less publication in `prepare_wait_read` had already freed the window, so
+//! both slept (the 1 KiB stream stall of `bench --quick`; `tests/signal_model.rs`
+//! reproduces it: both asleep after exactly one 64 KiB window). The writer's re-read
+//! is what fixes it. The `write_blocked` signal on the reader's side is, for the
+//! current §4.5 rule, a second line: its `peer_view_free <= ring / 2` clause already
+//! signals the update that frees a full window (the model finds no lost wake-up with
+//! that signal removed); it keeps the argument above independent of the update rule.
+//!
+//! First CDC and reused DMBs: the own DMB is zeroed before a connection uses it (new
+//! registration, or the pool zeroes it, §2.5), so before the peer's first CDC the load
+//! finds type byte 0 and the peer's consumer cursor is zero, not blocked; an
+//! unreadable CDC counts as "may be asleep" (signal). A Linux peer signals every CDC
+//! anyway, and our signal-less CDCs are plain CDCs it processes on its next poll.
+//!
 //! **Close and abort** follow the Linux state table (§5); every transition goes through
 //! one `set_state` that traces `old=>new`. Urgent data (MSG_OOB) is not implemented: the
 //! urgent flags are never sent and are ignored on receive.
 
 use core::cmp::min;
 use core::fmt;
+use core::sync::atomic::{fence, Ordering};
 
 use crate::cursor::{Cursor, CursorError, RingSize, DMB_HEADER_LEN};
 use crate::ism::{Dmb, DmbToken, IsmDevice, IsmError};
@@ -186,7 +242,7 @@ pub struct ConnCounters {
     pub bytes_tx: u64,
     /// Payload bytes consumed by the application.
     pub bytes_rx: u64,
-    /// CDCs written to the peer (each with a signal).
+    /// CDCs written to the peer.
     pub cdc_tx: u64,
     /// New CDCs found in the own DMB by `poll`.
     pub cdc_rx: u64,
@@ -202,6 +258,11 @@ pub struct ConnCounters {
     pub would_block: u64,
     /// Consumer-update requests from the peer that were answered.
     pub cons_upd_req_rx: u64,
+    /// Data CDCs written without a signal (the peer was still reading).
+    pub signals_suppressed: u64,
+    /// CDCs published before reporting `WouldBlock` (a reader's consumer cursor, a
+    /// writer's `write_blocked`).
+    pub wait_publishes: u64,
 }
 
 /// What a [`SmcdConn::poll`] found.
@@ -260,6 +321,8 @@ pub struct SmcdConn<D: IsmDevice> {
     last_rx: Option<CdcRepr>,
 
     reservation: Option<Reservation>,
+    /// Accumulated outcome of the re-reads done before reporting `WouldBlock`.
+    wait_news: PollOutcome,
     state: State,
     app_closed: bool,
     final_close_sent: bool,
@@ -330,6 +393,7 @@ impl<D: IsmDevice> SmcdConn<D> {
             rx_conn_flags: ConnStateFlags::empty(),
             last_rx: None,
             reservation: None,
+            wait_news: PollOutcome::default(),
             state: State::Active,
             app_closed: false,
             final_close_sent: false,
@@ -490,7 +554,13 @@ impl<D: IsmDevice> SmcdConn<D> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let space = self.write_space();
+        let mut space = self.write_space();
+        if space == 0 {
+            // May precede a sleep: publish write_blocked and re-read first.
+            self.prepare_wait_write(dev);
+            self.check_writable()?;
+            space = self.write_space();
+        }
         let wanted_at_least_space = buf.len() >= space as usize;
         if wanted_at_least_space {
             self.counters.write_blocked += 1;
@@ -501,11 +571,12 @@ impl<D: IsmDevice> SmcdConn<D> {
         }
         let n = min(buf.len(), space as usize) as u32;
         self.put_data(dev, &buf[..n as usize])?;
+        let prod_before = self.prod;
         self.prod = self.prod.advance(n, self.peer_ring);
         self.counters.bytes_tx += u64::from(n);
         self.tx_prod_flags
             .set(ProducerFlags::WRITE_BLOCKED, wanted_at_least_space);
-        self.send_cdc(dev)?;
+        self.send_cdc_lazy(dev, prod_before).map(|_| ())?;
         Ok(n as usize)
     }
 
@@ -540,6 +611,56 @@ impl<D: IsmDevice> SmcdConn<D> {
     /// Writes our CDC (current cursors and flags) to the peer's DMB offset 0 with a
     /// signal. On failure the connection is aborted locally (§4.5).
     fn send_cdc(&mut self, dev: &D) -> Result<(), ConnError> {
+        self.write_cdc(dev, true)
+    }
+
+    /// Writes our CDC without a signal, then decides whether the peer may be asleep
+    /// waiting for what this CDC gives it, and if so writes it again with the signal
+    /// (one CDC, counted once). `prod_before` is our producer cursor before the data
+    /// this CDC publishes (`self.prod` when it publishes none). The peer may be asleep
+    /// (a) in a read, when it had consumed everything we had sent before this data
+    /// (its consumer cursor in our DMB equals `prod_before`), or (b) in a write, when
+    /// this CDC advances our consumer cursor and the peer's last CDC carries
+    /// `write_blocked`. See "Signal suppression" in the module documentation for why
+    /// no wake-up is lost. Returns whether the signal was raised.
+    fn send_cdc_lazy(&mut self, dev: &D, prod_before: Cursor) -> Result<bool, ConnError> {
+        let new_data = self.prod != prod_before;
+        let frees_space = self.cons != self.cons_sent;
+        if frees_space && self.rx_prod_flags.contains(ProducerFlags::WRITE_BLOCKED) {
+            // The peer is known to wait for space: signal at once.
+            self.write_cdc(dev, true)?;
+            return Ok(true);
+        }
+        self.write_cdc(dev, false)?;
+        // Our CDC store above, then this load of the peer's CDC (Dekker pairing with
+        // the peer's `prepare_wait_read`/`prepare_wait_write`: its store, a fence, then
+        // its load of our CDC).
+        fence(Ordering::SeqCst);
+        let (peer_cons, peer_blocked) = match CdcRepr::load(&self.own.memory, 0) {
+            Ok(repr) => (
+                Some(repr.cons),
+                repr.prod_flags.contains(ProducerFlags::WRITE_BLOCKED),
+            ),
+            // Before the peer's first CDC (the DMB is zeroed, also when reused from
+            // the pool, §2.5) its consumer cursor is zero and it is not blocked.
+            Err(CdcError::UnknownType(0)) if self.last_rx.is_none() => (Some(Cursor::ZERO), false),
+            // Unreadable: signal (the poll after it reports the problem).
+            Err(_) => (None, true),
+        };
+        let peer_drained = peer_cons.is_none_or(|c| c == prod_before);
+        let wake = (new_data && peer_drained) || (frees_space && peer_blocked);
+        if wake {
+            self.write_cdc(dev, true)?;
+            // One CDC, now with its signal: count it once.
+            self.counters.cdc_tx -= 1;
+        } else {
+            self.counters.signals_suppressed += 1;
+        }
+        Ok(wake)
+    }
+
+    /// Writes the CDC, with or without a signal.
+    fn write_cdc(&mut self, dev: &D, signal: bool) -> Result<(), ConnError> {
         if self.peer_unreachable {
             let reason = self.abort_reason.unwrap_or(AbortReason::PeerGone);
             return Err(ConnError::ConnectionReset(reason));
@@ -550,10 +671,12 @@ impl<D: IsmDevice> SmcdConn<D> {
             prod_flags: self.tx_prod_flags,
             conn_flags: self.tx_conn_flags,
         };
-        match dev.move_data(self.peer_token, 0, &repr.to_bytes(), true) {
+        match dev.move_data(self.peer_token, 0, &repr.to_bytes(), signal) {
             Ok(()) => {
                 self.counters.cdc_tx += 1;
-                self.counters.signals_tx += 1;
+                if signal {
+                    self.counters.signals_tx += 1;
+                }
                 self.cons_sent = self.cons;
                 Ok(())
             }
@@ -564,13 +687,19 @@ impl<D: IsmDevice> SmcdConn<D> {
     /// Zero-copy send (no-copy mode): a window of up to `want` bytes of the peer's ring at
     /// the producer cursor, limited by the write space and the ring end. Fill it, drop
     /// it, then [`SmcdConn::commit`] what was filled.
-    pub fn reserve(&mut self, want: usize) -> Result<ShmSlice<'_, D::Memory>, ConnError> {
+    pub fn reserve(&mut self, dev: &D, want: usize) -> Result<ShmSlice<'_, D::Memory>, ConnError> {
         self.check_writable()?;
         if self.peer_memory.is_none() {
             return Err(ConnError::NoCopyUnavailable);
         }
         self.reservation = None;
-        let space = self.write_space();
+        let mut space = self.write_space();
+        if space == 0 {
+            // May precede a sleep: publish write_blocked and re-read first.
+            self.prepare_wait_write(dev);
+            self.check_writable()?;
+            space = self.write_space();
+        }
         let wanted_at_least_space = want >= space as usize;
         if space == 0 {
             self.counters.write_blocked += 1;
@@ -609,13 +738,14 @@ impl<D: IsmDevice> SmcdConn<D> {
         if reservation.wanted_at_least_space {
             self.counters.write_blocked += 1;
         }
+        let prod_before = self.prod;
         self.prod = self.prod.advance(n as u32, self.peer_ring);
         self.counters.bytes_tx += n as u64;
         self.tx_prod_flags.set(
             ProducerFlags::WRITE_BLOCKED,
             reservation.wanted_at_least_space,
         );
-        self.send_cdc(dev)
+        self.send_cdc_lazy(dev, prod_before).map(|_| ())
     }
 
     // ----- receiving -----
@@ -628,7 +758,12 @@ impl<D: IsmDevice> SmcdConn<D> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let available = self.readable_bytes();
+        let mut available = self.readable_bytes();
+        if available == 0 && !self.peer_finished_writing() {
+            self.prepare_wait_read(dev);
+            self.check_readable()?;
+            available = self.readable_bytes();
+        }
         if available == 0 {
             return if self.peer_finished_writing() {
                 Ok(0)
@@ -671,6 +806,75 @@ impl<D: IsmDevice> SmcdConn<D> {
             return Ok(());
         }
         self.advance_consumer(dev, n as u32)
+    }
+
+    /// Before a reader sleeps on an empty ring: publishes our consumer cursor (unless
+    /// the peer already has it; signalled only if the peer is blocked on space), then
+    /// re-reads our CDC. After this found nothing, the peer's next data CDC is
+    /// signalled (see "Signal suppression" in the module documentation). Returns what
+    /// the re-read found (also kept for [`SmcdConn::take_wait_news`]).
+    pub fn prepare_wait_read(&mut self, dev: &D) -> PollOutcome {
+        if self.cons_sent != self.cons && self.may_send_updates() {
+            if self.send_cdc_lazy(dev, self.prod).is_err() {
+                return self.note_wait_news(PollOutcome {
+                    state_changed: true,
+                    ..PollOutcome::default()
+                });
+            }
+            self.counters.wait_publishes += 1;
+        }
+        // Our cursor store above, then the load of the peer's producer cursor in poll.
+        fence(Ordering::SeqCst);
+        let outcome = self.poll(dev);
+        self.note_wait_news(outcome)
+    }
+
+    /// Before a writer sleeps on a full window: makes sure our last CDC carries
+    /// `write_blocked` (publishes one without signal if not), then re-reads our CDC
+    /// for a newer consumer cursor. After this found no space, the peer's next CDC
+    /// that frees space is signalled (see "Signal suppression" in the module
+    /// documentation). [`SmcdConn::write`] and [`SmcdConn::reserve`] run it before
+    /// they report `WouldBlock`. Returns what the re-read found (also kept for
+    /// [`SmcdConn::take_wait_news`]).
+    pub fn prepare_wait_write(&mut self, dev: &D) -> PollOutcome {
+        if self.check_writable().is_err() {
+            return PollOutcome::default();
+        }
+        if !self.tx_prod_flags.contains(ProducerFlags::WRITE_BLOCKED) {
+            self.tx_prod_flags.insert(ProducerFlags::WRITE_BLOCKED);
+            if self.send_cdc_lazy(dev, self.prod).is_err() {
+                return self.note_wait_news(PollOutcome {
+                    state_changed: true,
+                    ..PollOutcome::default()
+                });
+            }
+            self.counters.wait_publishes += 1;
+        }
+        // Our write_blocked store (this CDC or the last one), then the load of the
+        // peer's consumer cursor in poll.
+        fence(Ordering::SeqCst);
+        let outcome = self.poll(dev);
+        self.note_wait_news(outcome)
+    }
+
+    /// Accumulates a re-read's outcome for [`SmcdConn::take_wait_news`].
+    fn note_wait_news(&mut self, outcome: PollOutcome) -> PollOutcome {
+        let w = &mut self.wait_news;
+        w.new_cdc |= outcome.new_cdc;
+        w.new_bytes = w.new_bytes.saturating_add(outcome.new_bytes);
+        w.space_freed = w.space_freed.saturating_add(outcome.space_freed);
+        w.writable_again |= outcome.writable_again;
+        w.state_changed |= outcome.state_changed;
+        w.cdc_sent |= outcome.cdc_sent;
+        outcome
+    }
+
+    /// What the re-reads of [`SmcdConn::prepare_wait_read`] (also run inside
+    /// [`SmcdConn::read`]) and [`SmcdConn::prepare_wait_write`] (inside
+    /// [`SmcdConn::write`] and [`SmcdConn::reserve`]) found since the last call: the owner wakes other waiters
+    /// on it (e.g. a writer whose space was freed), as it does after a signal.
+    pub fn take_wait_news(&mut self) -> PollOutcome {
+        core::mem::take(&mut self.wait_news)
     }
 
     fn check_readable(&self) -> Result<(), ConnError> {

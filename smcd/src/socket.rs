@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use core::task::Waker;
 use core::time::Duration;
 
-use crate::conn::{ConnCounters, ConnError, DataMode, SmcdConn};
+use crate::conn::{ConnCounters, ConnError, DataMode, PollOutcome, SmcdConn};
 use crate::counters::{ConnStats, GlobalCounters};
 use crate::ism::{Dmb, DmbToken, Gid, IsmDevice, IsmEvent};
 use crate::linkgroup::{
@@ -347,6 +347,20 @@ impl<D: IsmDevice, S: ByteStream> Socket<D, S> {
         );
         self.phase = phase;
         self.wake();
+    }
+
+    /// Wakes the waiters a data-path poll outcome concerns.
+    fn wake_on(&mut self, outcome: &PollOutcome) {
+        if outcome.new_bytes > 0 || outcome.state_changed {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+        if outcome.space_freed > 0 || outcome.state_changed {
+            if let Some(w) = self.write_waker.take() {
+                w.wake();
+            }
+        }
     }
 
     fn wake(&mut self) {
@@ -751,16 +765,7 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
             return false;
         };
         let outcome = conn.poll(dev);
-        if outcome.new_bytes > 0 || outcome.state_changed {
-            if let Some(w) = socket.read_waker.take() {
-                w.wake();
-            }
-        }
-        if outcome.space_freed > 0 || outcome.state_changed {
-            if let Some(w) = socket.write_waker.take() {
-                w.wake();
-            }
-        }
+        socket.wake_on(&outcome);
         self.reap(handle, now);
         outcome.new_cdc
     }
@@ -1252,7 +1257,10 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         match &mut socket.phase {
             Phase::Smcd(conn) => {
                 let dev = &self.devices[device];
-                match conn.read(dev, buf) {
+                let result = conn.read(dev, buf);
+                let news = conn.take_wait_news();
+                socket.wake_on(&news);
+                match result {
                     Ok(n) => Ok(n),
                     Err(ConnError::WouldBlock) => Err(SocketError::WouldBlock),
                     Err(e) => Err(SocketError::Conn(e)),
@@ -1277,11 +1285,17 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         let socket = self.sockets.get_mut(&handle).filter(|s| !s.released);
         let socket = socket.ok_or(SocketError::InvalidHandle)?;
         match &mut socket.phase {
-            Phase::Smcd(conn) => match conn.write(&self.devices[device], data) {
-                Ok(n) => Ok(n),
-                Err(ConnError::WouldBlock) => Err(SocketError::WouldBlock),
-                Err(e) => Err(SocketError::Conn(e)),
-            },
+            Phase::Smcd(conn) => {
+                let result = conn.write(&self.devices[device], data);
+                // The re-read before WouldBlock may have found news for any waiter.
+                let news = conn.take_wait_news();
+                socket.wake_on(&news);
+                match result {
+                    Ok(n) => Ok(n),
+                    Err(ConnError::WouldBlock) => Err(SocketError::WouldBlock),
+                    Err(e) => Err(SocketError::Conn(e)),
+                }
+            }
             Phase::Fallback => {
                 if !socket.flush()? {
                     return Err(SocketError::WouldBlock);
@@ -1520,8 +1534,27 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
         handle: SocketHandle,
         want: usize,
     ) -> Result<ShmSlice<'_, D::Memory>, SocketError> {
-        let (_, conn) = self.conn_mut(handle)?;
-        conn.reserve(want).map_err(map_conn)
+        let device = self.device_of(handle);
+        let socket = self.sockets.get_mut(&handle).filter(|s| !s.released);
+        let socket = socket.ok_or(SocketError::InvalidHandle)?;
+        let conn = match &mut socket.phase {
+            Phase::Smcd(conn) => conn,
+            Phase::Failed(e) => return Err(*e),
+            Phase::Fallback => return Err(SocketError::NotSmcd),
+            _ => return Err(SocketError::WouldBlock),
+        };
+        let dev = &self.devices[device];
+        // A full window makes the reservation re-read the CDC before it reports
+        // WouldBlock; wake whoever that re-read concerns before handing out the window.
+        let first = conn.reserve(dev, want).map(|_| ());
+        let news = conn.take_wait_news();
+        socket.wake_on(&news);
+        first.map_err(map_conn)?;
+        let Phase::Smcd(conn) = &mut socket.phase else {
+            return Err(SocketError::WouldBlock);
+        };
+        // Space was found: this second call re-reads nothing and counts nothing new.
+        conn.reserve(dev, want).map_err(map_conn)
     }
 
     /// Publishes `n` bytes of the last [`Stack::reserve`] window (sends the CDC).
@@ -1533,7 +1566,24 @@ impl<D: IsmDevice, S: ByteStream> Stack<D, S> {
     /// Zero-copy receive (SMC-D): the received bytes at the read position, up to the
     /// ring end, as a window into the own DMB. Then [`Stack::consume`].
     pub fn peek(&mut self, handle: SocketHandle) -> Result<ShmSlice<'_, D::Memory>, SocketError> {
-        let (_, conn) = self.conn_mut(handle)?;
+        let device = self.device_of(handle);
+        let socket = self.sockets.get_mut(&handle).filter(|s| !s.released);
+        let socket = socket.ok_or(SocketError::InvalidHandle)?;
+        let conn = match &mut socket.phase {
+            Phase::Smcd(conn) => conn,
+            Phase::Failed(e) => return Err(*e),
+            Phase::Fallback => return Err(SocketError::NotSmcd),
+            _ => return Err(SocketError::WouldBlock),
+        };
+        if conn.readable_bytes() == 0 && !conn.is_eof() {
+            // An empty window may precede a sleep: publish and re-read first.
+            conn.prepare_wait_read(&self.devices[device]);
+            let news = conn.take_wait_news();
+            socket.wake_on(&news);
+        }
+        let Phase::Smcd(conn) = &socket.phase else {
+            return Err(SocketError::WouldBlock);
+        };
         conn.peek().map_err(map_conn)
     }
 

@@ -113,28 +113,51 @@ fn consumer_update_follows_the_linux_rule() {
     p.a.write(&p.a_dev, &[1; 50]).unwrap();
     p.pump();
     p.b.read(&p.b_dev, &mut sink).unwrap();
-    assert_eq!(p.b.counters().cdc_tx, 0, "50 ≤ limit: no update");
+    assert_eq!(p.b.counters().cons_updates_tx, 0, "50 ≤ limit: no update");
 
     p.a.write(&p.a_dev, &[1; 100]).unwrap();
     p.pump();
     p.b.read(&p.b_dev, &mut sink).unwrap();
     assert_eq!(
-        p.b.counters().cdc_tx,
+        p.b.counters().cons_updates_tx,
         0,
         "150 > limit but the peer sees 850 free"
     );
+    // The data CDC of the 100 bytes came without a signal (b had not drained the
+    // first 50 as far as a knew); b's read found it through the re-read before
+    // WouldBlock, which published b's consumer cursor without a signal first.
+    assert_eq!(p.a.counters().signals_suppressed, 1);
+    assert_eq!(p.b.counters().wait_publishes, 1);
+    assert_eq!(p.b.counters().signals_tx, 0);
 
+    // b's wait publish (cons 50; b then read the other 100) carried no signal: a has
+    // not processed it and still sees 850 free.
+    p.pump();
+    assert_eq!(p.a.write_space(), 850);
+    // b had not drained everything a knows of (cons 50 < prod 150): no signal.
     p.a.write(&p.a_dev, &[1; 400]).unwrap();
+    assert_eq!(p.a.counters().signals_suppressed, 2);
     p.pump();
+    // The read finds the unsignalled CDC by its re-read (publishing cons 150 first);
+    // 400 > limit but the peer sees 600 free: no consumer update.
     assert_eq!(p.b.read(&p.b_dev, &mut sink), Ok(400));
-    assert_eq!(
-        p.b.counters().cons_updates_tx,
-        1,
-        "550 unconfirmed, 450 free ≤ 500"
-    );
+    assert_eq!(p.b.counters().wait_publishes, 2);
+    assert_eq!(p.b.counters().cons_updates_tx, 0, "peer sees 600 free");
+    assert_eq!(p.cdc_to_a(), cdc((0, 0), (0, 150), 0, 0));
+    // Empty ring: the read publishes cons 550 and reports WouldBlock; a's next data
+    // CDC is then signalled (b may sleep).
+    assert_eq!(p.b.read(&p.b_dev, &mut sink), Err(ConnError::WouldBlock));
     assert_eq!(p.cdc_to_a(), cdc((0, 0), (0, 550), 0, 0));
-    p.pump();
+    p.a.poll(&p.a_dev);
     assert_eq!(p.a.write_space(), 1000);
+    p.a.write(&p.a_dev, &[1; 10]).unwrap();
+    assert_eq!(
+        p.a.counters().signals_suppressed,
+        2,
+        "drained peer: signalled"
+    );
+    p.pump();
+    assert_eq!(p.b.readable_bytes(), 10, "the signal delivered it");
 }
 
 #[test]
@@ -197,7 +220,7 @@ fn nocopy_writes_go_straight_into_the_attached_dmb() {
 fn zero_copy_reserve_commit_and_peek_consume() {
     let mut p = Pair::new(16, 16, DataMode::NoCopy);
     {
-        let w = p.a.reserve(10).unwrap();
+        let w = p.a.reserve(&p.a_dev, 10).unwrap();
         assert_eq!(w.len(), 10);
         assert_eq!(w.region_offset(), 32);
         w.write_at(0, b"0123456789").unwrap();
@@ -212,13 +235,13 @@ fn zero_copy_reserve_commit_and_peek_consume() {
     );
     // The window stops at the ring end: 8 left before the wrap, space 8.
     {
-        let w = p.a.reserve(100).unwrap();
+        let w = p.a.reserve(&p.a_dev, 100).unwrap();
         assert_eq!(w.len(), 8);
         w.write_at(0, b"ABCDEFGH").unwrap();
     }
     p.a.commit(&p.a_dev, 8).unwrap();
     assert_eq!(p.cdc_to_b(), cdc((1, 0), (0, 0), WB, 0));
-    assert_eq!(p.a.reserve(1).err(), Some(ConnError::WouldBlock));
+    assert_eq!(p.a.reserve(&p.a_dev, 1).err(), Some(ConnError::WouldBlock));
 
     p.pump();
     let view = p.b.peek().unwrap();
@@ -237,7 +260,10 @@ fn zero_copy_reserve_commit_and_peek_consume() {
 #[test]
 fn reserve_needs_nocopy() {
     let mut p = Pair::established(64);
-    assert_eq!(p.a.reserve(4).err(), Some(ConnError::NoCopyUnavailable));
+    assert_eq!(
+        p.a.reserve(&p.a_dev, 4).err(),
+        Some(ConnError::NoCopyUnavailable)
+    );
     assert_eq!(p.a.commit(&p.a_dev, 0), Err(ConnError::InvalidArgument));
 }
 

@@ -24,7 +24,7 @@ fn run(mode: DataMode, chunk: usize, zero_copy: bool) -> f64 {
         if sent < TOTAL {
             let want = chunk.min(TOTAL - sent);
             let n = if zero_copy {
-                match p.a.reserve(want) {
+                match p.a.reserve(&p.a_dev, want) {
                     Ok(w) => {
                         let n = w.len();
                         w.write_at(0, &data[sent % 251..sent % 251 + n]).unwrap();

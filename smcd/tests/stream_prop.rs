@@ -123,7 +123,7 @@ impl Sim {
                     }
                     return;
                 }
-                let filled = match conn.reserve(chunk.len()) {
+                let filled = match conn.reserve(dev, chunk.len()) {
                     Ok(window) => {
                         assert!(window.len() <= chunk.len());
                         let n = window.len() * per_mille as usize / 1000;
