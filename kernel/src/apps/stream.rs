@@ -365,6 +365,10 @@ async fn receive_conn(
             elapsed_ns,
         });
     }
+    // The sender's measurement ends when it reads our end of stream: send it before the
+    // result line (serial output is slow under TCG). Its error, if any, comes after the
+    // line.
+    let shut = s.shutdown().await;
     Report::new("result", c.name)
         .u64("conn", u64::from(conn))
         .str("role", "sink")
@@ -385,6 +389,7 @@ async fn receive_conn(
     if mismatches > 0 || c.size.is_some_and(|size| size != got) {
         return Err(AppError::Mismatch);
     }
+    shut?;
     Ok(StreamOutcome {
         stream: stream_id,
         bytes: got,
