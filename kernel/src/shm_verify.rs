@@ -1,12 +1,13 @@
 //! `verify=sample` checks on a window of shared memory: the zero-copy sink reads only
-//! the stamps (8 bytes per 4 KiB of stream) out of its DMB, never the whole data.
+//! the stamps (8 bytes per 4 KiB of stream) out of its DMB, never the whole data; and
+//! the sender's fast stamping of aligned chunks.
 //!
 //! Stamp format and counting: `apps` ("verify=sample", [`SAMPLE_STEP`], [`STAMP_LEN`],
 //! [`count_sample_mismatches`]); this walks the same stamps over a [`ShmSlice`].
 
 use smcd::shm::{SharedMemory, ShmSlice};
 
-use crate::apps::{count_sample_mismatches, SAMPLE_STEP, STAMP_LEN};
+use crate::apps::{count_sample_mismatches, stamp_sample, SAMPLE_STEP, STAMP_LEN};
 
 /// `verify=sample`: the sink recognises the stream from bytes 8..16 of the stream (bytes
 /// 0..8 are the stamp of offset 0; the sender's buffer holds its pattern elsewhere, so
@@ -50,4 +51,25 @@ pub fn check_window<M: SharedMemory + ?Sized>(
         s += SAMPLE_STEP;
     }
     mismatches
+}
+
+/// [`stamp_sample`] with a fast path for the stream sender: when `offset` is a multiple
+/// of [`SAMPLE_STEP`] (1 MiB chunks always are), every whole stamp is one 8-byte store;
+/// a stamp cut by the buffer end, and any other `offset`, go through [`stamp_sample`].
+/// Same bytes as [`stamp_sample`] in every case.
+pub fn stamp_chunk(offset: u64, buf: &mut [u8]) {
+    if !offset.is_multiple_of(SAMPLE_STEP) {
+        stamp_sample(offset, buf);
+        return;
+    }
+    let step = SAMPLE_STEP as usize;
+    let mut i = 0;
+    while i < buf.len() {
+        let stamp = (offset + i as u64).to_le_bytes();
+        match buf.get_mut(i..i + STAMP_LEN as usize) {
+            Some(word) => word.copy_from_slice(&stamp),
+            None => stamp_sample(offset + i as u64, &mut buf[i..]),
+        }
+        i += step;
+    }
 }

@@ -12,14 +12,15 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use kernel::apps::{count_sample_mismatches, stamp_sample, SAMPLE_STEP};
-use kernel::shm_verify::{check_window, SAMPLE_HEAD_LEN};
+use kernel::shm_verify::{check_window, stamp_chunk, SAMPLE_HEAD_LEN};
 use kernel::smc::KernelMemory;
 use smcd::shm::{HeapMemory, SharedMemory, ShmSlice};
 
 kernel::test_main!(
     clean_stream_has_no_mismatches_at_any_split,
     corrupted_stamp_bytes_are_counted_and_others_ignored,
-    head_is_collected_across_windows
+    head_is_collected_across_windows,
+    stamp_chunk_writes_the_same_bytes_as_stamp_sample
 );
 
 /// Stream bytes `[0, len)` with the stamps (filler elsewhere), in a DMB-like memory at
@@ -111,4 +112,20 @@ fn head_is_collected_across_windows() {
     let (m, head, head_len) = check_in_windows(&short, BASE, 5, &[2]);
     assert_eq!((m, head_len), (0, 5));
     assert_eq!(head[..5], sbytes[..]);
+}
+
+fn stamp_chunk_writes_the_same_bytes_as_stamp_sample() {
+    // Aligned offsets (the fast path; buffer ends inside a stamp, on a stamp, after
+    // one) and unaligned ones (the fallback).
+    for offset in [0u64, 4096, 1 << 20, 4096 * 7, 5, 4093, 4100, (1 << 20) + 3] {
+        for len in [0usize, 3, 8, 9, 4096, 4100, 4096 + 8, 3 * 4096 + 5, 1 << 16] {
+            let filler = |i: usize| (i * 7 + 1) as u8;
+            let mut want: Vec<u8> = (0..len).map(filler).collect();
+            let mut got = want.clone();
+            stamp_sample(offset, &mut want);
+            stamp_chunk(offset, &mut got);
+            assert!(got == want, "offset {offset} len {len}");
+            assert_eq!(count_sample_mismatches(offset, &got), 0);
+        }
+    }
 }

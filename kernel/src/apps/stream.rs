@@ -13,12 +13,12 @@ use core::time::Duration;
 use embedded_io_async::Read;
 
 use super::{
-    count_mismatches, count_sample_mismatches, fill_pattern, join_all, stamp_sample, write_all,
-    AppConfig, AppError, AppFuture, Fnv1a, Report, CYCLE_HEAP_RESERVE,
+    count_mismatches, count_sample_mismatches, fill_pattern, join_all, write_all, AppConfig,
+    AppError, AppFuture, Fnv1a, Report, CYCLE_HEAP_RESERVE,
 };
 use crate::clock;
 use crate::cmdline::Verify;
-use crate::shm_verify::{check_window, SAMPLE_HEAD_LEN};
+use crate::shm_verify::{check_window, stamp_chunk, SAMPLE_HEAD_LEN};
 use crate::smc::{self as smc_sys, IoProfile, ShmCopyTotals, Smc, SmcStream};
 use smcd::socket::Transport;
 
@@ -180,7 +180,7 @@ async fn send_conn(
         let n = (size - sent).min(chunk as u64) as usize;
         prof.app(|| {
             if sample {
-                stamp_sample(sent, &mut buf[..n]);
+                stamp_chunk(sent, &mut buf[..n]);
             } else {
                 fill_pattern(conn, sent, &mut buf[..n]);
                 hash.update(&buf[..n]);
