@@ -1,6 +1,7 @@
 //! In-QEMU test: the apps' pure helpers — latency percentiles and `cdf_ns`, the
 //! `verify=sample` stamps (writing, checking across reads that split a stamp, corruption
-//! counted), the default warm-up, and the floor/stream JSON fields.
+//! counted), the default warm-up, the floor/stream JSON fields, and the word-wise
+//! pattern fill against the byte-wise definition.
 #![no_std]
 #![no_main]
 
@@ -24,6 +25,7 @@ kernel::test_main!(
     corrupted_stamp_is_counted,
     warmup_defaults_and_keys,
     floor_apps_are_registered_standalone,
+    word_wise_fill_matches_the_byte_pattern,
 );
 
 fn percentiles_of_known_values() {
@@ -171,4 +173,25 @@ fn floor_apps_are_registered_standalone() {
         apps::find("pingpong").unwrap().run,
         apps::AppRun::Smc(_)
     ));
+}
+
+fn word_wise_fill_matches_the_byte_pattern() {
+    // Every head/tail split: offsets 0..=17 (aligned and not), lengths 0..=40 and one
+    // 16 KiB message, for two stream numbers; `pattern` is the byte-wise definition.
+    for conn in [0u32, 7] {
+        for offset in (0u64..=17).chain([16_384 * 3 + 5]) {
+            for len in (0usize..=40).chain([16_384]) {
+                let mut buf = vec![0xA5u8; len];
+                apps::fill_pattern(conn, offset, &mut buf);
+                for (i, &b) in buf.iter().enumerate() {
+                    assert_eq!(
+                        b,
+                        apps::pattern(conn, offset + i as u64),
+                        "conn {conn} offset {offset} len {len} byte {i}"
+                    );
+                }
+                assert_eq!(apps::count_mismatches(conn, offset, &buf), 0);
+            }
+        }
+    }
 }

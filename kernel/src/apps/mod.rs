@@ -115,6 +115,7 @@ mod floor;
 pub mod json;
 mod loopback;
 mod pingpong;
+mod profile;
 mod stream;
 
 use alloc::boxed::Box;
@@ -536,10 +537,24 @@ fn for_each_expected(conn: u32, offset: u64, len: usize, mut f: impl FnMut(usize
     }
 }
 
-/// Fills `buf` with the pattern of `conn` starting at stream offset `offset`.
+/// Fills `buf` with the pattern of `conn` starting at stream offset `offset`: whole
+/// pattern words at once between byte-wise head and tail (a 16 KiB ping-pong message
+/// took ~150 µs byte by byte under TCG, as long as the round trip it prepares).
 pub fn fill_pattern(conn: u32, offset: u64, buf: &mut [u8]) {
-    let len = buf.len();
-    for_each_expected(conn, offset, len, |i, b| buf[i] = b);
+    let head = usize::try_from((8 - offset % 8) % 8)
+        .unwrap_or(0)
+        .min(buf.len());
+    let (head_bytes, rest) = buf.split_at_mut(head);
+    for_each_expected(conn, offset, head, |i, b| head_bytes[i] = b);
+    let mut word = (offset + head as u64) / 8;
+    let mut words = rest.chunks_exact_mut(8);
+    for w in &mut words {
+        w.copy_from_slice(&pattern_word(conn, word));
+        word += 1;
+    }
+    let tail = words.into_remainder();
+    let tail_len = tail.len();
+    for_each_expected(conn, word * 8, tail_len, |i, b| tail[i] = b);
 }
 
 /// Bytes of `data` (at stream offset `offset`) that differ from the pattern of `conn`.

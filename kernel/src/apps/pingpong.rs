@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::profile::Profiler;
 use super::{fill_pattern, join_all, write_all, AppConfig, AppError, AppFuture, Report};
 use crate::clock;
 use crate::smc::Smc;
@@ -32,12 +33,16 @@ async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError>
     // Deltas of the VM-wide interrupt and polling counters over the measured round trips.
     let mut irq_before = smc.interrupts();
     let mut poll_before = smc.polling_stats();
+    let mut prof = Profiler::start(&s);
+    let mut measured_from = clock::now();
     for k in 0..warmup.saturating_add(c.count) {
         if k == warmup {
             irq_before = smc.interrupts();
             poll_before = smc.polling_stats();
+            prof = Profiler::start(&s);
+            measured_from = clock::now();
         }
-        fill_pattern(conn, k * size as u64, &mut out);
+        prof.app(|| fill_pattern(conn, k * size as u64, &mut out));
         let t0 = clock::now();
         write_all(&mut s, &out).await?;
         if s.read_full(&mut back).await? != size {
@@ -46,10 +51,11 @@ async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError>
         if k >= warmup {
             rtts.push(t0.elapsed().as_nanos() as u64);
         }
-        if back != out {
+        if !prof.app(|| back == out) {
             return Err(AppError::Mismatch);
         }
     }
+    let measured_ns = measured_from.elapsed().as_nanos() as u64;
     let poll = smc.polling_stats();
     rtts.sort_unstable();
     Report::new("result", c.name)
@@ -65,6 +71,7 @@ async fn one(smc: &'static Smc, c: AppConfig, conn: u32) -> Result<(), AppError>
             poll.spin_hits.saturating_sub(poll_before.spin_hits),
         )
         .u64("sleeps", poll.sleeps.saturating_sub(poll_before.sleeps))
+        .raw("profile", &prof.json(&s, measured_ns, "check_ns"))
         .conn_stats(&s)
         .emit();
     s.close()?;

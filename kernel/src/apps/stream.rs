@@ -3,7 +3,6 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::Future;
@@ -12,6 +11,7 @@ use core::time::Duration;
 
 use embedded_io_async::Read;
 
+use super::profile::Profiler;
 use super::{
     count_mismatches, count_sample_mismatches, fill_pattern, join_all, write_all, AppConfig,
     AppError, AppFuture, Fnv1a, Report, CYCLE_HEAP_RESERVE,
@@ -19,7 +19,7 @@ use super::{
 use crate::clock;
 use crate::cmdline::Verify;
 use crate::shm_verify::{check_window, stamp_chunk, SAMPLE_HEAD_LEN};
-use crate::smc::{self as smc_sys, IoProfile, ShmCopyTotals, Smc, SmcStream};
+use crate::smc::{Smc, SmcStream};
 use smcd::socket::Transport;
 
 /// What one end of a stream connection saw.
@@ -66,74 +66,6 @@ fn verify_name(v: Verify) -> &'static str {
 /// Bytes per second of `bytes` moved in `ns` nanoseconds.
 pub fn bytes_per_sec(bytes: u64, ns: u64) -> u64 {
     (u128::from(bytes) * 1_000_000_000 / u128::from(ns.max(1))) as u64
-}
-
-/// Nanoseconds of `cycles` TSC cycles.
-fn cycles_ns(cycles: u64) -> u64 {
-    (u128::from(cycles) * 1_000_000_000 / u128::from(clock::tsc_hz().max(1))) as u64
-}
-
-/// Where one connection's measured time went: the `profile` object of the stream and
-/// sink result lines (issue 6 profiling). From the measurement start (sender: before
-/// the first write; sink: the first received byte) to its end:
-/// - `app_ns` under `app_key` (`"prep_ns"`: stamping/filling the send buffer;
-///   `"verify_ns"`: checking received bytes),
-/// - `op_ns`/`ops`: inside the stack's read/write/shutdown calls (DMB copies, CDCs),
-/// - `sleep_ns`/`sleeps`: those calls asleep until their wake-up,
-/// - `copy_in_*`/`copy_out_*`: the DMB data copies (heap->shm writes, shm->heap reads)
-///   of ALL connections of this VM in that time (part of `op_ns`),
-/// - `rest_ns`: the remainder (executor, the app's loop).
-///
-/// A zero-copy sink checks the bytes inside its read call: that part of `verify_ns` is
-/// also in `op_ns` (and counted once in `rest_ns`).
-#[derive(Clone, Copy)]
-struct Profiler {
-    io: IoProfile,
-    copies: ShmCopyTotals,
-    app_cycles: u64,
-    /// Part of `app_cycles` spent inside stack calls (zero-copy verification).
-    app_in_op_cycles: u64,
-}
-
-impl Profiler {
-    fn start(s: &SmcStream) -> Self {
-        Profiler {
-            io: s.io_profile(),
-            copies: smc_sys::shm_copies(),
-            app_cycles: 0,
-            app_in_op_cycles: 0,
-        }
-    }
-
-    /// Runs `f`, counting its time as the app's own work.
-    fn app<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let t0 = clock::rdtsc();
-        let r = f();
-        self.app_cycles += clock::rdtsc().saturating_sub(t0);
-        r
-    }
-
-    fn json(&self, s: &SmcStream, elapsed_ns: u64, app_key: &str) -> String {
-        let io = s.io_profile();
-        let c = smc_sys::shm_copies();
-        let app_ns = cycles_ns(self.app_cycles);
-        let op_ns = cycles_ns(io.op_cycles - self.io.op_cycles);
-        let sleep_ns = cycles_ns(io.sleep_cycles - self.io.sleep_cycles);
-        alloc::format!(
-            "{{\"elapsed_ns\":{elapsed_ns},\"{app_key}\":{app_ns},\"op_ns\":{op_ns},\
-             \"ops\":{},\"sleep_ns\":{sleep_ns},\"sleeps\":{},\"copy_in_bytes\":{},\
-             \"copy_in_ns\":{},\"copy_out_bytes\":{},\"copy_out_ns\":{},\"rest_ns\":{}}}",
-            io.ops - self.io.ops,
-            io.sleeps - self.io.sleeps,
-            c.write_bytes - self.copies.write_bytes,
-            cycles_ns(c.write_cycles - self.copies.write_cycles),
-            c.read_bytes - self.copies.read_bytes,
-            cycles_ns(c.read_cycles - self.copies.read_cycles),
-            elapsed_ns.saturating_sub(
-                app_ns - cycles_ns(self.app_in_op_cycles).min(app_ns) + op_ns + sleep_ns
-            ),
-        )
-    }
 }
 
 fn stream_size(c: &AppConfig) -> u64 {
