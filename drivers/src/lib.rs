@@ -7,5 +7,6 @@
 
 extern crate alloc;
 
+pub mod copy;
 pub mod ivshmem;
 pub mod net;

@@ -28,7 +28,8 @@ use core::arch::asm;
 /// Copies below this length skip the destination alignment step.
 const ALIGN_FROM: usize = 64;
 
-/// Copies `n` bytes from `src` to `dst`, lowest address first.
+/// Copies `n` bytes from `src` to `dst`, lowest address first: the drivers' block loop
+/// (the same one the shared-memory views use).
 ///
 /// # Safety
 ///
@@ -36,59 +37,8 @@ const ALIGN_FROM: usize = 64;
 /// `dst <= src`.
 #[inline(always)]
 unsafe fn forward_raw(dst: *mut u8, src: *const u8, n: usize) {
-    // SAFETY: the caller guarantees both ranges; the loop reads `src..src+n` and writes
-    // `dst..dst+n` exactly, loads of a block come before its stores (overlap with
-    // dst <= src), and it touches no stack and no other memory.
-    unsafe {
-        asm!(
-            "cmp {n}, 32",
-            "jb 3f",
-            "2:",
-            "mov {a}, qword ptr [{s}]",
-            "mov {b}, qword ptr [{s} + 8]",
-            "mov {c}, qword ptr [{s} + 16]",
-            "mov {e}, qword ptr [{s} + 24]",
-            "mov qword ptr [{d}], {a}",
-            "mov qword ptr [{d} + 8], {b}",
-            "mov qword ptr [{d} + 16], {c}",
-            "mov qword ptr [{d} + 24], {e}",
-            "add {s}, 32",
-            "add {d}, 32",
-            "sub {n}, 32",
-            "cmp {n}, 32",
-            "jae 2b",
-            "3:",
-            "cmp {n}, 8",
-            "jb 5f",
-            "4:",
-            "mov {a}, qword ptr [{s}]",
-            "mov qword ptr [{d}], {a}",
-            "add {s}, 8",
-            "add {d}, 8",
-            "sub {n}, 8",
-            "cmp {n}, 8",
-            "jae 4b",
-            "5:",
-            "test {n}, {n}",
-            "jz 7f",
-            "6:",
-            "mov {a:l}, byte ptr [{s}]",
-            "mov byte ptr [{d}], {a:l}",
-            "inc {s}",
-            "inc {d}",
-            "dec {n}",
-            "jnz 6b",
-            "7:",
-            s = inout(reg) src => _,
-            d = inout(reg) dst => _,
-            n = inout(reg) n => _,
-            a = out(reg) _,
-            b = out(reg) _,
-            c = out(reg) _,
-            e = out(reg) _,
-            options(nostack),
-        );
-    }
+    // SAFETY: the caller's guarantees are `forward_blocks`'s contract.
+    unsafe { drivers::copy::forward_blocks(dst, src, n) }
 }
 
 /// Copies `n` bytes from `src` to `dst`, highest address first.

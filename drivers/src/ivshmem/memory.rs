@@ -73,73 +73,6 @@ impl Bar2Memory {
     }
 }
 
-/// Copies `n` bytes from `src` to `dst` in ascending order: 32-byte blocks (four 8-byte
-/// loads, then the four stores), 8-byte words, then single bytes. Inline assembly, so
-/// the accesses are exactly these (like volatile ones: never merged, elided or turned
-/// into a `memcpy` call) and unaligned on the non-region side is plain x86. Under QEMU
-/// TCG it moves about twice the bytes per translated instruction of a word loop.
-///
-/// # Safety
-///
-/// `src..src+n` readable, `dst..dst+n` writable, not overlapping. The region side must
-/// be 8-aligned at the start, so its 8-byte accesses stay aligned (single-copy atomic,
-/// as the word loop this replaces).
-#[cfg(target_arch = "x86_64")]
-unsafe fn copy_words(dst: *mut u8, src: *const u8, n: usize) {
-    // SAFETY: the caller guarantees both ranges; the loop reads `src..src+n` and writes
-    // `dst..dst+n` exactly, touches no stack and no other memory.
-    unsafe {
-        core::arch::asm!(
-            "cmp {n}, 32",
-            "jb 3f",
-            "2:",
-            "mov {a}, qword ptr [{s}]",
-            "mov {b}, qword ptr [{s} + 8]",
-            "mov {c}, qword ptr [{s} + 16]",
-            "mov {e}, qword ptr [{s} + 24]",
-            "mov qword ptr [{d}], {a}",
-            "mov qword ptr [{d} + 8], {b}",
-            "mov qword ptr [{d} + 16], {c}",
-            "mov qword ptr [{d} + 24], {e}",
-            "add {s}, 32",
-            "add {d}, 32",
-            "sub {n}, 32",
-            "cmp {n}, 32",
-            "jae 2b",
-            "3:",
-            "cmp {n}, 8",
-            "jb 5f",
-            "4:",
-            "mov {a}, qword ptr [{s}]",
-            "mov qword ptr [{d}], {a}",
-            "add {s}, 8",
-            "add {d}, 8",
-            "sub {n}, 8",
-            "cmp {n}, 8",
-            "jae 4b",
-            "5:",
-            "test {n}, {n}",
-            "jz 7f",
-            "6:",
-            "mov {a:l}, byte ptr [{s}]",
-            "mov byte ptr [{d}], {a:l}",
-            "inc {s}",
-            "inc {d}",
-            "dec {n}",
-            "jnz 6b",
-            "7:",
-            s = inout(reg) src => _,
-            d = inout(reg) dst => _,
-            n = inout(reg) n => _,
-            a = out(reg) _,
-            b = out(reg) _,
-            c = out(reg) _,
-            e = out(reg) _,
-            options(nostack),
-        );
-    }
-}
-
 impl SharedMemory for Bar2Memory {
     fn len(&self) -> usize {
         self.len
@@ -158,7 +91,7 @@ impl SharedMemory for Bar2Memory {
         let rest = &mut buf[i..];
         // SAFETY: `src + i .. src + n` is inside the mapped range (checked above) and
         // 8-aligned at its start; `rest` is exactly the remaining `n - i` bytes of `buf`.
-        unsafe { copy_words(rest.as_mut_ptr(), src.add(i), rest.len()) };
+        unsafe { crate::copy::forward_blocks(rest.as_mut_ptr(), src.add(i), rest.len()) };
         Ok(())
     }
 
@@ -175,7 +108,7 @@ impl SharedMemory for Bar2Memory {
         let rest = &data[i..];
         // SAFETY: `dst + i .. dst + n` is inside the mapped range (checked above) and
         // 8-aligned at its start; `rest` is exactly the remaining `n - i` bytes of `data`.
-        unsafe { copy_words(dst.add(i), rest.as_ptr(), rest.len()) };
+        unsafe { crate::copy::forward_blocks(dst.add(i), rest.as_ptr(), rest.len()) };
         Ok(())
     }
 
