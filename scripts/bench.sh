@@ -33,7 +33,7 @@ Environment (defaults full / quick):
   BENCH_SPIN           adaptive polling budget in µs for smcd-poll (200)
   BENCH_STREAM_DMB     own DMB bytes of each VM in the SMC-D stream runs (1048576)
   BENCH_ONLY           space-separated configurations to run (default: all five)
-  BENCH_BUDGET         seconds for all runs (540 / 300; the builds come on top); a run gets at most what is left
+  BENCH_BUDGET         seconds for all runs (600 / 300; the builds come on top); a run gets at most what is left
   QEMU_ACCEL           accelerator (default tcg)
 EOF
 }
@@ -161,7 +161,7 @@ cmd_bench() {
     BENCH_FAILED=0
     # Bounded timeouts, generous for TCG: 60 s + 2 ms per round trip; streams 60 s + 1 s
     # per MiB (1 MB/s would be 20x slower than TCP measured so far).
-    BENCH_BUDGET="${BENCH_BUDGET:-$([[ $quick -eq 1 ]] && echo 300 || echo 540)}"
+    BENCH_BUDGET="${BENCH_BUDGET:-$([[ $quick -eq 1 ]] && echo 300 || echo 600)}"
     [[ "$BENCH_BUDGET" =~ ^[0-9]+$ ]] || { log "bench: BENCH_BUDGET must be seconds"; return 2; }
     BENCH_DEADLINE=$((SECONDS + BENCH_BUDGET))
     # Order: the short runs first (floors, streams), then the ping-pongs, TCP last, so one
