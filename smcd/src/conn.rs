@@ -814,19 +814,9 @@ impl<D: IsmDevice> SmcdConn<D> {
     /// signalled (see "Signal suppression" in the module documentation). Returns what
     /// the re-read found (also kept for [`SmcdConn::take_wait_news`]).
     pub fn prepare_wait_read(&mut self, dev: &D) -> PollOutcome {
-        if self.cons_sent != self.cons && self.may_send_updates() {
-            if self.send_cdc_lazy(dev, self.prod).is_err() {
-                return self.note_wait_news(PollOutcome {
-                    state_changed: true,
-                    ..PollOutcome::default()
-                });
-            }
-            self.counters.wait_publishes += 1;
-        }
-        // Our cursor store above, then the load of the peer's producer cursor in poll.
-        fence(Ordering::SeqCst);
-        let outcome = self.poll(dev);
-        self.note_wait_news(outcome)
+        let publish = self.cons_sent != self.cons && self.may_send_updates();
+        // Our consumer-cursor store, then the load of the peer's producer cursor.
+        self.publish_then_reread(dev, publish)
     }
 
     /// Before a writer sleeps on a full window: makes sure our last CDC carries
@@ -840,8 +830,19 @@ impl<D: IsmDevice> SmcdConn<D> {
         if self.check_writable().is_err() {
             return PollOutcome::default();
         }
-        if !self.tx_prod_flags.contains(ProducerFlags::WRITE_BLOCKED) {
-            self.tx_prod_flags.insert(ProducerFlags::WRITE_BLOCKED);
+        let publish = !self.tx_prod_flags.contains(ProducerFlags::WRITE_BLOCKED);
+        self.tx_prod_flags.insert(ProducerFlags::WRITE_BLOCKED);
+        // Our write_blocked store (this CDC or the last one), then the load of the
+        // peer's consumer cursor.
+        self.publish_then_reread(dev, publish)
+    }
+
+    /// The half both sleep rules share: when `publish`, our CDC without a signal
+    /// (counted in `wait_publishes`; a failure reports a state change), then a SeqCst
+    /// fence, then the re-read of our own CDC ([`SmcdConn::poll`]); the outcome is
+    /// kept for [`SmcdConn::take_wait_news`].
+    fn publish_then_reread(&mut self, dev: &D, publish: bool) -> PollOutcome {
+        if publish {
             if self.send_cdc_lazy(dev, self.prod).is_err() {
                 return self.note_wait_news(PollOutcome {
                     state_changed: true,
@@ -850,8 +851,6 @@ impl<D: IsmDevice> SmcdConn<D> {
             }
             self.counters.wait_publishes += 1;
         }
-        // Our write_blocked store (this CDC or the last one), then the load of the
-        // peer's consumer cursor in poll.
         fence(Ordering::SeqCst);
         let outcome = self.poll(dev);
         self.note_wait_news(outcome)
