@@ -4,6 +4,7 @@
 pub mod nic;
 pub mod smc_option;
 pub mod virtio;
+pub mod virtio_transport;
 
 #[cfg(test)]
 mod virtio_fake;

@@ -88,4 +88,9 @@ pub trait Nic {
 
     /// Ask the device to interrupt (or not) when frames arrive.
     fn set_receive_interrupts(&mut self, enabled: bool);
+
+    /// Hold device notifications (`true`) until released (`false`), which then rings
+    /// once per queue that has new buffers: one doorbell for all frames of a stack poll.
+    /// Frames handed over while held are not sent before the release.
+    fn hold_notifications(&mut self, _hold: bool) {}
 }

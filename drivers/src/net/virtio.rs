@@ -14,6 +14,7 @@
 //!   `queue_msix_vector`; `virtio-drivers` leaves every queue at `NO_VECTOR`).
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
@@ -29,6 +30,7 @@ use volatile::access::{NoAccess, ReadOnly};
 use volatile::{VolatileFieldAccess, VolatilePtr};
 
 use super::nic::{Nic, NicError, MAX_ETHERNET_FRAME_LEN};
+use super::virtio_transport::{Notifier, NotifyRegion, TunedTransport};
 
 /// Descriptors per virtqueue (one receive buffer per descriptor).
 pub const QUEUE_SIZE: usize = 64;
@@ -186,6 +188,8 @@ const _: () = assert!(core::mem::size_of::<CommonConfigHead>() == 32);
 const PCI_CAP_ID_VENDOR: u8 = 0x09;
 /// `cfg_type` of the common configuration structure (virtio 1.x §4.1.4).
 const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+/// `cfg_type` of the notification structure (virtio 1.x §4.1.4.4).
+const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
 
 /// Where a virtio structure lives: BAR index, offset and length inside the BAR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +206,24 @@ pub struct VirtioStructure {
 /// for the virtio common configuration capability (virtio 1.x §4.1.4). Bounded: a
 /// looping or out-of-range list ends the walk.
 pub fn find_common_config(read_dword: impl Fn(u8) -> u32) -> Option<VirtioStructure> {
+    find_virtio_capability(&read_dword, VIRTIO_PCI_CAP_COMMON_CFG, 16).map(|(_, s)| s)
+}
+
+/// The notification structure (virtio 1.x §4.1.4.4) and its `notify_off_multiplier`,
+/// found like [`find_common_config`].
+pub fn find_notify_config(read_dword: impl Fn(u8) -> u32) -> Option<(VirtioStructure, u32)> {
+    let (pointer, structure) = find_virtio_capability(&read_dword, VIRTIO_PCI_CAP_NOTIFY_CFG, 20)?;
+    // The multiplier follows the 16-byte generic part (`struct virtio_pci_notify_cap`).
+    Some((structure, read_dword(pointer + 16)))
+}
+
+/// The first vendor capability with `cfg_type` (`cap_len` bytes, which must fit in the
+/// 256-byte config space): its config-space offset and structure.
+fn find_virtio_capability(
+    read_dword: &impl Fn(u8) -> u32,
+    cfg_type: u8,
+    cap_len: u16,
+) -> Option<(u8, VirtioStructure)> {
     const STATUS_CAPABILITIES_LIST: u32 = 1 << 20;
     if read_dword(0x04) & STATUS_CAPABILITIES_LIST == 0 {
         return None;
@@ -215,23 +237,49 @@ pub fn find_common_config(read_dword: impl Fn(u8) -> u32) -> Option<VirtioStruct
         let head = read_dword(pointer);
         let id = head as u8;
         let next = (head >> 8) as u8 & 0xFC;
-        let cfg_type = (head >> 24) as u8;
-        if id == PCI_CAP_ID_VENDOR && cfg_type == VIRTIO_PCI_CAP_COMMON_CFG && pointer <= 0xF0 {
+        if id == PCI_CAP_ID_VENDOR
+            && (head >> 24) as u8 == cfg_type
+            && u16::from(pointer) + cap_len <= 0x100
+        {
             let bar = read_dword(pointer + 4) as u8;
             let offset = read_dword(pointer + 8);
             let length = read_dword(pointer + 12);
             if bar > 5 {
                 return None;
             }
-            return Some(VirtioStructure {
+            let structure = VirtioStructure {
                 bar,
                 offset,
                 length,
-            });
+            };
+            return Some((pointer, structure));
         }
         pointer = next;
     }
     None
+}
+
+/// Map `len` bytes of `structure` (checked to lie inside its memory BAR, which must
+/// hold at least `len` of the structure's bytes); `None` if it does not.
+fn map_structure<P: DmaPlatform, C: ConfigurationAccess>(
+    root: &mut PciRoot<C>,
+    function: DeviceFunction,
+    structure: VirtioStructure,
+    len: u64,
+) -> Option<NonNull<u8>> {
+    let Ok(Some(BarInfo::Memory { address, size, .. })) = root.bar_info(function, structure.bar)
+    else {
+        return None;
+    };
+    let end = u64::from(structure.offset).checked_add(len)?;
+    if u64::from(structure.length) < len || end > size || address == 0 {
+        return None;
+    }
+    let phys = address + u64::from(structure.offset);
+    NonNull::new(P::map_mmio(
+        phys,
+        u64::from(structure.length).min(size - u64::from(structure.offset)),
+    )? as *mut u8)
 }
 
 /// Why the virtio-net device could not be brought up or configured.
@@ -262,7 +310,7 @@ impl AsRef<[u8]> for RxFrame {
 
 /// The virtio-net NIC.
 pub struct VirtioNet<P: DmaPlatform, T: Transport = PciTransport> {
-    device: VirtIONetRaw<VirtioHal<P>, T, QUEUE_SIZE>,
+    device: VirtIONetRaw<VirtioHal<P>, TunedTransport<T>, QUEUE_SIZE>,
     /// Buffers posted to the receive queue, by descriptor token.
     posted: Vec<Option<Box<[u8]>>>,
     /// Idle transmit buffers.
@@ -270,6 +318,8 @@ pub struct VirtioNet<P: DmaPlatform, T: Transport = PciTransport> {
     /// Transmit buffers the device owns, by descriptor token, with the length sent.
     transmit_in_flight: Vec<Option<(Box<[u8]>, usize)>>,
     common_config: Option<NonNull<CommonConfigHead>>,
+    /// Shared with the transport: batched single-write notifications (PCI only).
+    notifier: Option<Arc<Notifier>>,
 }
 
 // SAFETY: the only non-Send part is the pointer to the device's common configuration
@@ -304,24 +354,26 @@ impl<P: DmaPlatform> VirtioNet<P, PciTransport> {
         let mut root = PciRoot::new(config.clone());
         let transport = PciTransport::new::<VirtioHal<P>, _>(&mut root, function)
             .map_err(|_| VirtioNetError::NotVirtioNet)?;
-        let common = find_common_config(|offset| config.read_word(function, offset))
-            .ok_or(VirtioNetError::NoCommonConfig)?;
-        let bar = match root.bar_info(function, common.bar) {
-            Ok(Some(BarInfo::Memory { address, size, .. })) => (address, size),
-            _ => return Err(VirtioNetError::NoCommonConfig),
-        };
+        let read_dword = |offset| config.read_word(function, offset);
+        let common = find_common_config(read_dword).ok_or(VirtioNetError::NoCommonConfig)?;
         let head_len = core::mem::size_of::<CommonConfigHead>() as u64;
-        if u64::from(common.length) < head_len
-            || u64::from(common.offset) + head_len > bar.1
-            || bar.0 == 0
-        {
-            return Err(VirtioNetError::NoCommonConfig);
-        }
-        let phys = bar.0 + u64::from(common.offset);
-        let virt = P::map_mmio(phys, head_len).ok_or(VirtioNetError::NoCommonConfig)?;
-        let common_config = NonNull::new(virt as *mut CommonConfigHead);
-        let mut net = Self::new(transport)?;
-        net.common_config = common_config;
+        let common_config = map_structure::<P, _>(&mut root, function, common, head_len)
+            .ok_or(VirtioNetError::NoCommonConfig)?;
+        // Single-write notifications when the notification structure maps; else
+        // virtio-drivers' own (three accesses each).
+        let notify = find_notify_config(read_dword).and_then(|(structure, multiplier)| {
+            let base = map_structure::<P, _>(&mut root, function, structure, 2)?;
+            // SAFETY: both structures were just mapped inside the function's BARs, stay
+            // mapped (never unmapped), and `queue_select` is used by this driver alone
+            // after initialisation (`set_receive_msix_entry` runs before traffic).
+            Some(Notifier::new(unsafe {
+                NotifyRegion::new(common_config, base, structure.length as usize, multiplier)
+            }))
+        });
+        let transport = TunedTransport::new(transport, notify.clone());
+        let mut net = Self::with_transport(transport)?;
+        net.common_config = Some(common_config.cast());
+        net.notifier = notify;
         Ok(net)
     }
 
@@ -351,11 +403,16 @@ impl<P: DmaPlatform> VirtioNet<P, PciTransport> {
 }
 
 impl<P: DmaPlatform, T: Transport> VirtioNet<P, T> {
-    /// Initialise the device over any transport and post all receive buffers.
+    /// Initialise the device over any transport and post all receive buffers
+    /// (notifications through `transport`'s own path).
     ///
     /// # Errors
     /// [`VirtioNetError::Init`] when the transport or a queue cannot be set up.
     pub fn new(transport: T) -> Result<Self, VirtioNetError> {
+        Self::with_transport(TunedTransport::new(transport, None))
+    }
+
+    fn with_transport(transport: TunedTransport<T>) -> Result<Self, VirtioNetError> {
         let mut device = VirtIONetRaw::new(transport).map_err(VirtioNetError::Init)?;
         let mut posted: Vec<Option<Box<[u8]>>> = (0..QUEUE_SIZE).map(|_| None).collect();
         for _ in 0..QUEUE_SIZE {
@@ -377,6 +434,7 @@ impl<P: DmaPlatform, T: Transport> VirtioNet<P, T> {
                 .collect(),
             transmit_in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
             common_config: None,
+            notifier: None,
         })
     }
 
@@ -518,6 +576,14 @@ impl<P: DmaPlatform, T: Transport> Nic for VirtioNet<P, T> {
             self.device.enable_interrupts();
         } else {
             self.device.disable_interrupts();
+        }
+    }
+
+    fn hold_notifications(&mut self, hold: bool) {
+        match (&self.notifier, hold) {
+            (Some(notifier), true) => notifier.hold(),
+            (Some(notifier), false) => notifier.release(),
+            (None, _) => {}
         }
     }
 }

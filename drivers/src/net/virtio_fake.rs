@@ -1,9 +1,10 @@
 //! Host tests of the virtio-net NIC against a fake device that plays the split
 //! virtqueues (virtio 1.x §2.7) over real host memory, including hostile completions.
 //!
-//! The fake offers only `VIRTIO_NET_F_MAC` and `VIRTIO_F_VERSION_1` (no indirect
-//! descriptors, no event index), so every request is one descriptor and the rings are
-//! read exactly as the spec lays them out.
+//! The fake offers `VIRTIO_NET_F_MAC` and `VIRTIO_F_VERSION_1` (no indirect
+//! descriptors), so every request is one descriptor and the rings are read exactly as
+//! the spec lays them out. It may also offer the event index, which the driver must
+//! refuse (see `virtio_transport`).
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,9 @@ const RECEIVE_QUEUE: usize = 0;
 const TRANSMIT_QUEUE: usize = 1;
 const FEATURE_MAC: u64 = 1 << 5;
 const FEATURE_VERSION_1: u64 = 1 << 32;
+const FEATURE_RING_EVENT_IDX: u64 = 1 << 29;
+/// `VRING_USED_F_NO_NOTIFY` (virtio 1.x §2.7.10).
+const USED_F_NO_NOTIFY: u16 = 1;
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
 
 /// DMA from the host heap: page-aligned zeroed allocations, addresses used as-is.
@@ -124,6 +128,13 @@ impl DeviceState {
         })
     }
 
+    /// Set the used ring's flags of queue `index` (the device's notification hint).
+    fn set_used_flags(&mut self, index: usize, flags: u16) {
+        let queue = self.queue(index);
+        // SAFETY: `used` is the driver's used ring; its flags are the first u16.
+        unsafe { (queue.used as *mut u16).write_volatile(flags) };
+    }
+
     /// Complete a request: used-ring entry `{id, len}`, then bump the used index.
     fn complete(&mut self, index: usize, id: u32, len: u32) {
         let queue = self.queue(index);
@@ -180,6 +191,7 @@ impl DeviceState {
 /// The transport half of the fake; the test keeps the other `Arc` to play the device.
 struct FakeTransport {
     state: Arc<Mutex<DeviceState>>,
+    device_features: u64,
     config: [u8; 10],
 }
 
@@ -189,7 +201,7 @@ impl Transport for FakeTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        FEATURE_MAC | FEATURE_VERSION_1
+        self.device_features
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
@@ -272,11 +284,18 @@ impl Transport for FakeTransport {
 }
 
 fn nic() -> (VirtioNet<HostDma, FakeTransport>, Arc<Mutex<DeviceState>>) {
+    nic_offering(FEATURE_MAC | FEATURE_VERSION_1)
+}
+
+fn nic_offering(
+    device_features: u64,
+) -> (VirtioNet<HostDma, FakeTransport>, Arc<Mutex<DeviceState>>) {
     let state = Arc::new(Mutex::new(DeviceState::default()));
     let mut config = [0u8; 10];
     config[..6].copy_from_slice(&MAC);
     let transport = FakeTransport {
         state: state.clone(),
+        device_features,
         config,
     };
     let nic = VirtioNet::new(transport).expect("driver init");
@@ -320,6 +339,38 @@ fn received_frames_arrive_intact_and_buffers_return() {
         usize::from(state.available_index(RECEIVE_QUEUE)),
         4 * QUEUE_SIZE,
         "every buffer was reposted"
+    );
+}
+
+#[test]
+fn reposted_receive_buffers_ring_only_when_the_device_asks() {
+    // QEMU offers the event index; virtio-drivers' test of it notified on every repost.
+    let (mut nic, state) = nic_offering(FEATURE_MAC | FEATURE_VERSION_1 | FEATURE_RING_EVENT_IDX);
+    assert_eq!(
+        state.lock().unwrap().driver_features,
+        FEATURE_MAC | FEATURE_VERSION_1,
+        "event index refused"
+    );
+    // While the device has buffers it sets NO_NOTIFY (as QEMU's virtio-net does).
+    state
+        .lock()
+        .unwrap()
+        .set_used_flags(RECEIVE_QUEUE, USED_F_NO_NOTIFY);
+    let before = state.lock().unwrap().notifications[RECEIVE_QUEUE];
+    for round in 0..(2 * QUEUE_SIZE) {
+        state.lock().unwrap().deliver(&frame(round as u8, 64));
+        let received = nic.receive().unwrap().expect("a frame");
+        nic.recycle(received).unwrap();
+    }
+    assert_eq!(state.lock().unwrap().notifications[RECEIVE_QUEUE], before);
+    // A device that ran dry clears the flag: the next repost rings.
+    state.lock().unwrap().set_used_flags(RECEIVE_QUEUE, 0);
+    state.lock().unwrap().deliver(&frame(7, 64));
+    let received = nic.receive().unwrap().expect("a frame");
+    nic.recycle(received).unwrap();
+    assert_eq!(
+        state.lock().unwrap().notifications[RECEIVE_QUEUE],
+        before + 1
     );
 }
 
