@@ -3,8 +3,8 @@
 
 use alloc::string::String;
 
-use crate::clock;
 use crate::smc::{self as smc_sys, IoProfile, ShmCopyTotals, SmcStream};
+use crate::{clock, net};
 
 /// Nanoseconds of `cycles` TSC cycles.
 pub fn cycles_ns(cycles: u64) -> u64 {
@@ -22,6 +22,8 @@ pub fn cycles_ns(cycles: u64) -> u64 {
 /// - `sleep_ns`/`sleeps`: those calls asleep until their wake-up,
 /// - `copy_in_*`/`copy_out_*`: the DMB data copies (heap->shm writes, shm->heap reads)
 ///   of ALL connections of this VM in that time (part of `op_ns`),
+/// - `net_ns`/`net_polls`: the smoltcp polls of the VM's network task in that time
+///   (TCP segments in and out, NIC doorbells; part of `sleep_ns` or `rest_ns`),
 /// - `rest_ns`: the remainder (executor, the app's loop).
 ///
 /// A zero-copy sink checks the bytes inside its read call: that part of `verify_ns` is
@@ -30,6 +32,7 @@ pub fn cycles_ns(cycles: u64) -> u64 {
 pub struct Profiler {
     io: IoProfile,
     copies: ShmCopyTotals,
+    net: (u64, u64),
     /// Cycles of the app's own work ([`Profiler::app`] or added by the app).
     pub app_cycles: u64,
     /// Part of `app_cycles` spent inside stack calls (zero-copy verification).
@@ -42,6 +45,7 @@ impl Profiler {
         Profiler {
             io: s.io_profile(),
             copies: smc_sys::shm_copies(),
+            net: net::poll_totals(),
             app_cycles: 0,
             app_in_op_cycles: 0,
         }
@@ -62,16 +66,20 @@ impl Profiler {
         let app_ns = cycles_ns(self.app_cycles);
         let op_ns = cycles_ns(io.op_cycles - self.io.op_cycles);
         let sleep_ns = cycles_ns(io.sleep_cycles - self.io.sleep_cycles);
+        let (net_cycles, net_polls) = net::poll_totals();
         alloc::format!(
             "{{\"elapsed_ns\":{elapsed_ns},\"{app_key}\":{app_ns},\"op_ns\":{op_ns},\
              \"ops\":{},\"sleep_ns\":{sleep_ns},\"sleeps\":{},\"copy_in_bytes\":{},\
-             \"copy_in_ns\":{},\"copy_out_bytes\":{},\"copy_out_ns\":{},\"rest_ns\":{}}}",
+             \"copy_in_ns\":{},\"copy_out_bytes\":{},\"copy_out_ns\":{},\"net_ns\":{},\
+             \"net_polls\":{},\"rest_ns\":{}}}",
             io.ops - self.io.ops,
             io.sleeps - self.io.sleeps,
             c.write_bytes - self.copies.write_bytes,
             cycles_ns(c.write_cycles - self.copies.write_cycles),
             c.read_bytes - self.copies.read_bytes,
             cycles_ns(c.read_cycles - self.copies.read_cycles),
+            cycles_ns(net_cycles - self.net.0),
+            net_polls - self.net.1,
             elapsed_ns.saturating_sub(
                 app_ns - cycles_ns(self.app_in_op_cycles).min(app_ns) + op_ns + sleep_ns
             ),
