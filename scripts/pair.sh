@@ -5,7 +5,8 @@
 #
 # A pair is: our ivshmem-server (tools/ivshmem-server) on $OUT/ivshmem.sock, and two QEMUs
 # (TCG, -m 64M), each with a virtio-net NIC and an ivshmem-doorbell (vectors=2) on that
-# socket. The NICs are joined by a QEMU UDP socket netdev on 127.0.0.1. The server VM (app=echo,
+# socket. The NICs are joined by a QEMU `stream` netdev on a Unix socket ($OUT/link.sock; a UDP
+# socket netdev on 127.0.0.1 with --rejoin). The server VM (app=echo,
 # app=sink or app=floor-server; else vm1) starts first and listens on the link; the client VM
 # starts once the server printed its `{"event":"ready"}` line, and connects. Addresses: vm0 10.0.5.1/24, vm1 10.0.5.2/24 (prepended to each command line).
 # Each VM's serial goes to $OUT/vmN.log and to stdout as `vmN| <line>`. Control lines of
@@ -225,17 +226,25 @@ pair_run() {
     PAIR_VM_ON=(1 1)
     [[ $only0 -eq 1 ]] && PAIR_VM_ON=(1 0)
     if [[ $only0 -eq 0 ]]; then
-        # UDP between two fixed ports, not a TCP connection: QEMU (7.2) sets TCP_NODELAY
-        # only on the connecting side of a TCP `socket` netdev, so the listener's frames met
-        # Nagle + the host's delayed ACK (40 ms) whenever it sent more than one frame in a
-        # row (16 KiB ping-pong p50 44 ms). (A Unix `stream` netdev avoids Nagle too, but
-        # QEMU 7.2 corrupts its heap when a client reconnects: --rejoin.)
-        local port1 port2
-        port1="$(pair_free_port udp)"
-        port2="$(pair_free_port udp)"
-        while [[ "$port2" == "$port1" ]]; do port2="$(pair_free_port udp)"; done
-        netl=(-netdev "socket,id=n0,udp=127.0.0.1:$port2,localaddr=127.0.0.1:$port1")
-        netc=(-netdev "socket,id=n0,udp=127.0.0.1:$port1,localaddr=127.0.0.1:$port2")
+        # A Unix `stream` netdev: lossless (QEMU waits for the socket to drain) and no Nagle.
+        # A UDP `socket` netdev dropped frames whenever the receiving QEMU fell behind: its
+        # socket buffer holds ~14 jumbo frames, fewer than a 128 KiB TCP window, and
+        # smoltcp then waited out retransmission timeouts (TCP stream 0.5 MB/s with jumbo
+        # frames; 11-39 MB/s run to run with 1500-byte ones). A TCP `socket` netdev meets
+        # Nagle + the host's delayed ACK on the listening side (QEMU 7.2 sets TCP_NODELAY
+        # only when connecting: 16 KiB ping-pong p50 44 ms).
+        # With --rejoin the link stays UDP: QEMU 7.2 corrupts its heap when a `stream`
+        # client reconnects.
+        netl=(-netdev "stream,id=n0,server=on,addr.type=unix,addr.path=$PAIR_OUT/link.sock")
+        netc=(-netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$PAIR_OUT/link.sock")
+        if [[ -n "$rejoin" ]]; then
+            local port1 port2
+            port1="$(pair_free_port udp)"
+            port2="$(pair_free_port udp)"
+            while [[ "$port2" == "$port1" ]]; do port2="$(pair_free_port udp)"; done
+            netl=(-netdev "socket,id=n0,udp=127.0.0.1:$port2,localaddr=127.0.0.1:$port1")
+            netc=(-netdev "socket,id=n0,udp=127.0.0.1:$port1,localaddr=127.0.0.1:$port2")
+        fi
     else
         # Two NICs on one QEMU hub: client and server inside one image (app=loopback).
         net0=(-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:00:05:01

@@ -35,7 +35,7 @@ use super::virtio_transport::{Notifier, NotifyRegion, TunedTransport};
 /// Descriptors per virtqueue (one receive buffer per descriptor).
 pub const QUEUE_SIZE: usize = 64;
 /// Receive buffer length: virtio-net header (12 bytes) + a full Ethernet frame, rounded.
-pub const RECEIVE_BUFFER_LEN: usize = 2048;
+pub const RECEIVE_BUFFER_LEN: usize = 9216;
 /// Transmit buffer length: virtio-net header + a full Ethernet frame.
 const TRANSMIT_BUFFER_LEN: usize = 12 + MAX_ETHERNET_FRAME_LEN;
 /// The virtio "no MSI-X vector" value (virtio 1.x §4.1.4.3).
