@@ -24,6 +24,8 @@ pub fn cycles_ns(cycles: u64) -> u64 {
 ///   of ALL connections of this VM in that time (part of `op_ns`),
 /// - `net_ns`/`net_polls`: the smoltcp polls of the VM's network task in that time
 ///   (TCP segments in and out, NIC doorbells; part of `sleep_ns` or `rest_ns`),
+/// - `doorbell_ns`/`doorbells`: the VM's ivshmem doorbell writes in that time (part of
+///   `op_ns` when the app's own calls rang them),
 /// - `rest_ns`: the remainder (executor, the app's loop).
 ///
 /// A zero-copy sink checks the bytes inside its read call: that part of `verify_ns` is
@@ -33,6 +35,7 @@ pub struct Profiler {
     io: IoProfile,
     copies: ShmCopyTotals,
     net: (u64, u64),
+    doorbells: (u64, u64),
     /// Cycles of the app's own work ([`Profiler::app`] or added by the app).
     pub app_cycles: u64,
     /// Part of `app_cycles` spent inside stack calls (zero-copy verification).
@@ -46,6 +49,7 @@ impl Profiler {
             io: s.io_profile(),
             copies: smc_sys::shm_copies(),
             net: net::poll_totals(),
+            doorbells: drivers::ivshmem::regs::doorbell_totals(),
             app_cycles: 0,
             app_in_op_cycles: 0,
         }
@@ -67,11 +71,12 @@ impl Profiler {
         let op_ns = cycles_ns(io.op_cycles - self.io.op_cycles);
         let sleep_ns = cycles_ns(io.sleep_cycles - self.io.sleep_cycles);
         let (net_cycles, net_polls) = net::poll_totals();
+        let (ring_cycles, rings) = drivers::ivshmem::regs::doorbell_totals();
         alloc::format!(
             "{{\"elapsed_ns\":{elapsed_ns},\"{app_key}\":{app_ns},\"op_ns\":{op_ns},\
              \"ops\":{},\"sleep_ns\":{sleep_ns},\"sleeps\":{},\"copy_in_bytes\":{},\
              \"copy_in_ns\":{},\"copy_out_bytes\":{},\"copy_out_ns\":{},\"net_ns\":{},\
-             \"net_polls\":{},\"rest_ns\":{}}}",
+             \"net_polls\":{},\"doorbell_ns\":{},\"doorbells\":{},\"rest_ns\":{}}}",
             io.ops - self.io.ops,
             io.sleeps - self.io.sleeps,
             c.write_bytes - self.copies.write_bytes,
@@ -80,6 +85,8 @@ impl Profiler {
             cycles_ns(c.read_cycles - self.copies.read_cycles),
             cycles_ns(net_cycles - self.net.0),
             net_polls - self.net.1,
+            cycles_ns(ring_cycles - self.doorbells.0),
+            rings - self.doorbells.1,
             elapsed_ns.saturating_sub(
                 app_ns - cycles_ns(self.app_in_op_cycles).min(app_ns) + op_ns + sleep_ns
             ),
