@@ -227,9 +227,10 @@ pair_run() {
     [[ $only0 -eq 1 ]] && PAIR_VM_ON=(1 0)
     if [[ $only0 -eq 0 ]]; then
         # A Unix `stream` netdev: lossless (QEMU waits for the socket to drain) and no Nagle.
-        # A UDP `socket` netdev dropped frames whenever the receiving QEMU fell behind: its
-        # socket buffer holds ~14 jumbo frames, fewer than a 128 KiB TCP window, and
-        # smoltcp then waited out retransmission timeouts (TCP stream 0.5 MB/s with jumbo
+        # A UDP `socket` netdev dropped frames whenever the receiving QEMU fell behind: the
+        # host's default 208 KiB socket buffer holds only a dozen or so 9 KiB datagrams (by
+        # their kernel size), fewer than a 128 KiB TCP window, and smoltcp then waited out
+        # retransmission timeouts (TCP stream 0.5 MB/s with jumbo
         # frames; 11-39 MB/s run to run with 1500-byte ones). A TCP `socket` netdev meets
         # Nagle + the host's delayed ACK on the listening side (QEMU 7.2 sets TCP_NODELAY
         # only when connecting: 16 KiB ping-pong p50 44 ms).
