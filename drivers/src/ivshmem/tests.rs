@@ -899,8 +899,9 @@ where
 /// directory entry (leave/join with alternating GIDs), another keeps re-registering DMBs
 /// with alternating remote GIDs, while this thread reads the directory and the
 /// descriptors. Every GID seen must be one that was written, and no DMB meant for
-/// another GID may be offered to us. The writers run until the reader has checked
-/// enough offers.
+/// another GID may be offered to us. The reader runs until it has made `PASSES` passes
+/// and the DMB writer has seen `OFFERS` offers checked; the writers run until the reader
+/// is done (also when it panics), so the test cannot hang on a fast or failing reader.
 #[test]
 fn seqlocked_reads_are_never_torn_under_concurrent_writers() {
     extern crate std;
@@ -915,12 +916,16 @@ fn seqlocked_reads_are_never_torn_under_concurrent_writers() {
     let passes = AtomicUsize::new(0);
     let seen = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let reader_done = AtomicBool::new(false);
     let gids_of_2 = [gid(2), gid(22)];
     let for_gid7 = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let offered = std::thread::scope(|scope| {
         scope.spawn(|| {
+            // Until the reader is done: it leaves only after PASSES passes, so every pass
+            // races this churn. (Waiting for PASSES here instead hung when the reader had
+            // its offers, and stopped, in fewer passes.)
             let mut round = 0;
-            while passes.load(Ordering::SeqCst) < PASSES || round < 1000 {
+            while !reader_done.load(Ordering::SeqCst) || round < 1000 {
                 server.leave(2);
                 server.join(2, rgid(gids_of_2[round % 2]));
                 round += 1;
@@ -931,7 +936,9 @@ fn seqlocked_reads_are_never_torn_under_concurrent_writers() {
             // the reader has checked enough offers.
             let mut live = VecDeque::new();
             let mut round = 0;
-            while seen.load(Ordering::SeqCst) < OFFERS || round < 1000 {
+            while !reader_done.load(Ordering::SeqCst)
+                && (seen.load(Ordering::SeqCst) < OFFERS || round < 1000)
+            {
                 let remote = if round % 2 == 0 { gid(0) } else { gid(7) };
                 let d = b.register_dmb(4096, remote).unwrap();
                 if remote == gid(7) {
@@ -945,8 +952,17 @@ fn seqlocked_reads_are_never_torn_under_concurrent_writers() {
             }
             stop.store(true, Ordering::SeqCst);
         });
+        // Set when the reader ends, also by a failed assertion (the scope joins the
+        // writers before it re-raises the panic).
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&reader_done);
         let mut offered = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
+        while !(stop.load(Ordering::SeqCst) && passes.load(Ordering::SeqCst) >= PASSES) {
             for (id, g) in a.active_peers() {
                 match id {
                     0 => assert_eq!(g, gid(0)),
