@@ -418,6 +418,8 @@ fn builtin_apps_run_in_one_image() {
         chunk: 10_000,
         warmup: None,
         verify: Verify::Full,
+        cycles: 1,
+        abort_after: None,
     };
     let app = |name: &str| apps::find(name).unwrap_or_else(|| panic!("app {name} registered"));
     let start = |name: &str| match app(name).run {
@@ -485,8 +487,14 @@ fn app_command_line_keys() {
             chunk: 8192,
             warmup: None,
             verify: Verify::Full,
+            cycles: 1,
+            abort_after: None,
         }
     );
+    // The stream client's cycles and abort point travel in the config.
+    let line = "app=stream peer=10.0.5.2 cycles=5 abort=64K";
+    let s = AppConfig::from_cmdline("stream", &cmdline::parse(line).unwrap());
+    assert_eq!((s.cycles, s.abort_after), (5, Some(64 * 1024)));
     // Defaults, and the keys' errors.
     let d = AppConfig::from_cmdline("echo", &cmdline::parse("app=echo").unwrap());
     assert_eq!(

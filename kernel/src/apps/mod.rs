@@ -124,7 +124,6 @@ use core::fmt;
 use core::future::{poll_fn, Future};
 use core::net::Ipv4Addr;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::task::Poll;
 use core::time::Duration;
 
@@ -169,6 +168,11 @@ pub struct AppConfig {
     pub warmup: Option<u64>,
     /// How the stream apps check the bytes (`verify=`).
     pub verify: Verify,
+    /// Sequential connect/transfer/close cycles per connection slot of the stream apps
+    /// (`cycles=`; at least 1).
+    pub cycles: u32,
+    /// Bytes after which the stream client aborts each connection (`abort=`).
+    pub abort_after: Option<u64>,
 }
 
 impl AppConfig {
@@ -184,6 +188,8 @@ impl AppConfig {
             chunk: c.chunk.unwrap_or(DEFAULT_CHUNK),
             warmup: c.warmup,
             verify: c.verify,
+            cycles: c.cycles.max(1),
+            abort_after: c.abort_after,
         }
     }
 
@@ -196,26 +202,6 @@ impl AppConfig {
 /// Warm-up round trips when `warmup=` is not given: `count / 100`, at most 1000.
 pub fn default_warmup(count: u64) -> u64 {
     (count / 100).min(1000)
-}
-
-/// `cycles=` of the command line [`run`] started the app with (1 until then).
-///
-/// Kept beside [`AppConfig`] rather than in it so that code building an `AppConfig`
-/// field by field keeps compiling; apps started directly (in-QEMU tests) run one cycle.
-static CYCLES: AtomicU32 = AtomicU32::new(1);
-
-/// Sequential connect/transfer/close cycles per connection slot of the stream apps
-/// (`cycles=`; at least 1).
-pub fn cycles() -> u32 {
-    CYCLES.load(Ordering::Relaxed).max(1)
-}
-
-/// `abort=` of the command line [`run`] started the app with (`u64::MAX`: none).
-static ABORT_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
-
-/// Bytes after which the stream client aborts each connection (`abort=`), if set.
-pub fn abort_after() -> Option<u64> {
-    Some(ABORT_AFTER.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
 }
 
 /// Why an app failed.
@@ -426,8 +412,6 @@ pub fn run(c: &cmdline::Config) -> ! {
                 }
                 Ok(smc) => {
                     let config = AppConfig::from_cmdline(entry.name, c);
-                    CYCLES.store(c.cycles, Ordering::Relaxed);
-                    ABORT_AFTER.store(c.abort_after.unwrap_or(u64::MAX), Ordering::Relaxed);
                     log::info!("app {}: {}", entry.name, entry.help);
                     let result = executor::block_on(start(smc, config));
                     let result = match result {

@@ -393,7 +393,7 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
     let tasks: Vec<AppFuture> = (0..c.conns)
         .map(|i| {
             Box::pin(async move {
-                if let Some(limit) = super::abort_after() {
+                if let Some(limit) = c.abort_after {
                     let mut s = super::connect_reported(smc, &c, peer, i).await?;
                     let n = abort_midway(&c, i, &mut s, limit).await?;
                     s.abort()?;
@@ -403,14 +403,14 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
                         .emit();
                     return Ok(());
                 }
-                if super::cycles() <= 1 {
+                if c.cycles <= 1 {
                     let mut s = super::connect_reported(smc, &c, peer, i).await?;
                     send(smc, &c, i, &mut s).await?;
                     s.close()?;
                     return Ok(());
                 }
                 let mut sum = CycleSum::default();
-                for _ in 0..super::cycles() {
+                for _ in 0..c.cycles {
                     super::wait_for_heap(CYCLE_HEAP_RESERVE, CYCLE_HEAP_WAIT).await?;
                     let mut s = smc.connect(peer, c.port).await?;
                     let o = send_conn(smc, &c, i, &mut s, false).await?;
@@ -430,7 +430,7 @@ pub async fn stream(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
 /// summary per sender stream. A failed connection (an `error` line with its `conn`)
 /// does not end the cycles; the app fails at the end with the first error.
 pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
-    if super::cycles() <= 1 {
+    if c.cycles <= 1 {
         return sink_once(smc, c).await;
     }
     let mut listener = super::listen(smc, &c)?;
@@ -440,7 +440,7 @@ pub async fn sink(smc: &'static Smc, c: AppConfig) -> Result<(), AppError> {
         .emit();
     let mut sums: BTreeMap<u32, CycleSum> = BTreeMap::new();
     let mut first_error = None;
-    for _ in 0..super::cycles() {
+    for _ in 0..c.cycles {
         let mut streams = Vec::new();
         for _ in 0..c.conns {
             streams.push(listener.accept().await?);
