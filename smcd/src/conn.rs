@@ -91,7 +91,7 @@
 //! one `set_state` that traces `old=>new`. Urgent data (MSG_OOB) is not implemented: the
 //! urgent flags are never sent and are ignored on receive.
 
-use core::cmp::{max, min};
+use core::cmp::min;
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
@@ -103,10 +103,6 @@ use crate::wire::cdc::{CdcError, CdcRepr, ConnStateFlags, ProducerFlags};
 /// Half of Linux's `SOCK_MIN_SNDBUF` (`2 * (2048 + sizeof(struct sk_buff))`, ≈ 4.6 KiB
 /// on x86_64 builds): the upper bound of the consumer-update threshold (§4.5).
 pub const SOCK_MIN_SNDBUF_HALF: u32 = 2304;
-
-/// Floor of the per-call write limit ([`SmcdConn::write`] moves at most a quarter of
-/// the peer's ring, but never less than this): 64 KiB, so small rings are unaffected.
-pub const MIN_WRITE_SEGMENT: usize = 64 * 1024;
 
 /// Connection states, with Linux's names (`enum smc_state`, protocol-reference §5).
 /// `INIT` and `LISTEN` belong to the socket layer; a connection starts `ACTIVE`.
@@ -565,10 +561,7 @@ impl<D: IsmDevice> SmcdConn<D> {
             self.check_writable()?;
             space = self.write_space();
         }
-        // At most a quarter ring per call (and CDC), so the peer can drain the first part
-        // of a ring-sized write while the rest is copied.
-        let want = min(buf.len(), self.write_segment());
-        let wanted_at_least_space = want >= space as usize;
+        let wanted_at_least_space = buf.len() >= space as usize;
         if wanted_at_least_space {
             self.counters.write_blocked += 1;
         }
@@ -576,7 +569,7 @@ impl<D: IsmDevice> SmcdConn<D> {
             self.counters.would_block += 1;
             return Err(ConnError::WouldBlock);
         }
-        let n = min(want, space as usize) as u32;
+        let n = min(buf.len(), space as usize) as u32;
         self.put_data(dev, &buf[..n as usize])?;
         let prod_before = self.prod;
         self.prod = self.prod.advance(n, self.peer_ring);
@@ -585,12 +578,6 @@ impl<D: IsmDevice> SmcdConn<D> {
             .set(ProducerFlags::WRITE_BLOCKED, wanted_at_least_space);
         self.send_cdc_lazy(dev, prod_before).map(|_| ())?;
         Ok(n as usize)
-    }
-
-    /// The most one [`SmcdConn::write`] call moves: a quarter of the peer's ring, at
-    /// least [`MIN_WRITE_SEGMENT`] (so rings up to 64 KiB take whole writes).
-    fn write_segment(&self) -> usize {
-        max(self.peer_ring.len() / 4, MIN_WRITE_SEGMENT)
     }
 
     /// Copies `data` (at most the write space) into the peer's ring at the producer
