@@ -7,9 +7,9 @@
 use core::fmt;
 
 /// Longest Ethernet frame without FCS that the stack may send: a 9000-byte ("jumbo") MTU
-/// plus the 14-byte header. The link is host-internal (two QEMUs), so nothing on it limits frames to 1500;
-/// a 16 KiB TCP message is 2 frames instead of 12, and each frame costs a trapped doorbell
-/// and an interrupt in the guest.
+/// plus the 14-byte header. The link is host-internal (two QEMUs), so nothing on it
+/// limits frames to 1500; a 16 KiB TCP message is 2 frames instead of 12, and each frame
+/// costs a trapped doorbell and an interrupt in the guest.
 pub const MAX_ETHERNET_FRAME_LEN: usize = 9014;
 
 /// What a NIC operation can fail with.

@@ -146,10 +146,11 @@ impl<C: ConfigRegionAccess + Clone> ConfigurationAccess for PciConfigAccess<C> {
 }
 
 /// The head of the virtio PCI common configuration structure (virtio 1.x §4.1.4.3),
-/// up to `queue_notify_off`; only the MSI-X vector fields are written by this driver.
+/// up to `queue_notify_off`; this driver writes only the MSI-X vector fields and
+/// `queue_select`, and reads `queue_notify_off` (the doorbells of `virtio_transport`).
 #[repr(C)]
 #[derive(VolatileFieldAccess)]
-struct CommonConfigHead {
+pub(super) struct CommonConfigHead {
     #[access(NoAccess)]
     device_feature_select: u32,
     #[access(NoAccess)]
@@ -175,13 +176,16 @@ struct CommonConfigHead {
     queue_msix_vector: u16,
     #[access(NoAccess)]
     queue_enable: u16,
-    #[access(NoAccess)]
+    /// Offset 30: where the selected queue's doorbell lies in the notification structure
+    /// (in units of `notify_off_multiplier`).
+    #[access(ReadOnly)]
     queue_notify_off: u16,
 }
 
 const _: () = assert!(core::mem::offset_of!(CommonConfigHead, config_msix_vector) == 16);
 const _: () = assert!(core::mem::offset_of!(CommonConfigHead, queue_select) == 22);
 const _: () = assert!(core::mem::offset_of!(CommonConfigHead, queue_msix_vector) == 26);
+const _: () = assert!(core::mem::offset_of!(CommonConfigHead, queue_notify_off) == 30);
 const _: () = assert!(core::mem::size_of::<CommonConfigHead>() == 32);
 
 /// PCI capability ID of vendor-specific capabilities (virtio structures).
@@ -367,7 +371,12 @@ impl<P: DmaPlatform> VirtioNet<P, PciTransport> {
             // mapped (never unmapped), and `queue_select` is used by this driver alone
             // after initialisation (`set_receive_msix_entry` runs before traffic).
             Some(Notifier::new(unsafe {
-                NotifyRegion::new(common_config, base, structure.length as usize, multiplier)
+                NotifyRegion::new(
+                    common_config.cast(),
+                    base,
+                    structure.length as usize,
+                    multiplier,
+                )
             }))
         });
         let transport = TunedTransport::new(transport, notify.clone());

@@ -24,25 +24,25 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use spin::Mutex;
+use volatile::VolatilePtr;
 
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{PhysAddr, Result};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::virtio::{CommonConfigHead, CommonConfigHeadVolatileFieldAccess};
+
 /// `VIRTIO_F_RING_EVENT_IDX` (virtio 1.x §6).
 pub const FEATURE_RING_EVENT_IDX: u64 = 1 << 29;
 
-/// Byte offsets inside the common configuration structure (virtio 1.x §4.1.4.3).
-const COMMON_QUEUE_SELECT: usize = 22;
-const COMMON_QUEUE_NOTIFY_OFF: usize = 30;
 /// Queues whose doorbell address is cached (virtio-net: receive 0, transmit 1).
 const CACHED_QUEUES: usize = 2;
 
 /// The mapped notification structure and what locating a queue's doorbell needs.
 #[derive(Debug)]
 pub struct NotifyRegion {
-    /// Mapped common configuration structure (at least 32 bytes).
-    common: NonNull<u8>,
+    /// Mapped common configuration structure.
+    common: NonNull<CommonConfigHead>,
     /// Mapped notification structure, `len` bytes.
     base: NonNull<u8>,
     len: usize,
@@ -56,10 +56,15 @@ impl NotifyRegion {
     /// its capability, and the device's common configuration mapped at `common`.
     ///
     /// # Safety
-    /// `common` must map the device's common configuration structure (32 bytes or more)
-    /// and `base` its notification structure (`len` bytes), uncached, for as long as the
+    /// `common` must map the device's common configuration structure (aligned, at least
+    /// its 32-byte head) and `base` its notification structure (`len` bytes), uncached, for as long as the
     /// value lives; nothing else may use `queue_select` concurrently.
-    pub unsafe fn new(common: NonNull<u8>, base: NonNull<u8>, len: usize, multiplier: u32) -> Self {
+    pub(super) unsafe fn new(
+        common: NonNull<CommonConfigHead>,
+        base: NonNull<u8>,
+        len: usize,
+        multiplier: u32,
+    ) -> Self {
         NotifyRegion {
             common,
             base,
@@ -76,18 +81,11 @@ impl NotifyRegion {
         if let Some(doorbell) = *slot {
             return Some(doorbell);
         }
-        // SAFETY: `common` maps the common configuration structure (`new`'s contract);
-        // both fields are naturally aligned u16 registers inside its first 32 bytes.
-        let offset = unsafe {
-            self.common
-                .add(COMMON_QUEUE_SELECT)
-                .cast::<u16>()
-                .write_volatile(queue);
-            self.common
-                .add(COMMON_QUEUE_NOTIFY_OFF)
-                .cast::<u16>()
-                .read_volatile()
-        };
+        // SAFETY: `common` maps the common configuration structure (`new`'s contract),
+        // and nothing else uses `queue_select` meanwhile.
+        let registers = unsafe { VolatilePtr::new(self.common) };
+        registers.queue_select().write(queue);
+        let offset = registers.queue_notify_off().read();
         let byte = usize::from(offset).checked_mul(self.multiplier as usize)?;
         if byte.checked_add(2)? > self.len || byte % 2 != 0 {
             return None;
@@ -266,15 +264,21 @@ impl<T: Transport> Transport for TunedTransport<T> {
 mod tests {
     use super::*;
 
-    /// Fake registers: a 32-byte common configuration whose `queue_notify_off` answers
-    /// `offsets[queue_select]`, and a notification structure of `N` bytes.
+    /// u16 indexes of `queue_select` (offset 22) and `queue_notify_off` (offset 30) in
+    /// the common configuration (virtio 1.x §4.1.4.3).
+    const QUEUE_SELECT: usize = 22 / 2;
+    const QUEUE_NOTIFY_OFF: usize = 30 / 2;
+
+    /// Fake registers: a 32-byte common configuration (aligned like the real structure)
+    /// and a notification structure of `N` bytes.
+    #[repr(C, align(4))]
     struct Registers<const N: usize> {
         common: [u16; 16],
         notify: [u16; N],
     }
 
     fn region<const N: usize>(regs: &mut Registers<N>, multiplier: u32) -> NotifyRegion {
-        let common = NonNull::from(&mut regs.common).cast::<u8>();
+        let common = NonNull::from(&mut regs.common).cast::<CommonConfigHead>();
         let base = NonNull::from(&mut regs.notify).cast::<u8>();
         // SAFETY: both point into `regs`, which outlives the region in each test.
         unsafe { NotifyRegion::new(common, base, 2 * N, multiplier) }
@@ -287,21 +291,21 @@ mod tests {
             notify: [0; 8],
         };
         // queue_notify_off reads as 3 (the register file is fake: no per-queue answer).
-        regs.common[COMMON_QUEUE_NOTIFY_OFF / 2] = 3;
+        regs.common[QUEUE_NOTIFY_OFF] = 3;
         let mut notify = region(&mut regs, 4);
         let doorbell = notify.doorbell(1).expect("offset 12 fits in 16 bytes");
         assert_eq!(
             doorbell.as_ptr() as usize - notify.base.as_ptr() as usize,
             12
         );
-        assert_eq!(regs.common[COMMON_QUEUE_SELECT / 2], 1, "queue selected");
+        assert_eq!(regs.common[QUEUE_SELECT], 1, "queue selected");
         // A multiplier that puts the doorbell past the structure is refused.
         let mut notify = region(&mut regs, 6);
         assert_eq!(notify.doorbell(0), None, "offset 18 of 16 bytes");
         // Queues beyond the cache use the generic path.
         assert_eq!(region(&mut regs, 0).doorbell(2), None);
         // An overflowing product is refused, not wrapped.
-        regs.common[COMMON_QUEUE_NOTIFY_OFF / 2] = u16::MAX;
+        regs.common[QUEUE_NOTIFY_OFF] = u16::MAX;
         assert_eq!(region(&mut regs, u32::MAX).doorbell(0), None);
     }
 
@@ -311,7 +315,7 @@ mod tests {
             common: [0; 16],
             notify: [0; 4],
         };
-        regs.common[COMMON_QUEUE_NOTIFY_OFF / 2] = 1;
+        regs.common[QUEUE_NOTIFY_OFF] = 1;
         let mut notify = region(&mut regs, 2);
         let first = notify.doorbell(0);
         // The device now answers differently; the cached address stands.
@@ -319,8 +323,8 @@ mod tests {
         unsafe {
             notify
                 .common
-                .add(COMMON_QUEUE_NOTIFY_OFF)
                 .cast::<u16>()
+                .add(QUEUE_NOTIFY_OFF)
                 .write_volatile(0)
         };
         assert_eq!(notify.doorbell(0), first);
